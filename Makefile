@@ -1,0 +1,64 @@
+# Two commands do all set-up on a fresh clone: `make demo` and `make test`.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP_VENV := $(VENV)/.installed
+STAMP_NODE := node_modules/.installed
+STAMP_SYSTEM := .standin-system-deps
+PYTEST_ARGS ?=
+
+.PHONY: help setup demo test lint typecheck unit bench standin-start standin-stop clean lock
+
+help:
+	@echo "make demo   set up, start the local stand-in, run three syncs end to end, stop"
+	@echo "make test   set up, lint, type-check and run every test"
+	@echo "make bench  set up and run the benchmark against the stand-in"
+	@echo "make standin-start / make standin-stop   run the stand-in by hand"
+
+$(STAMP_VENV): requirements.txt requirements-dev.txt scripts/find-python
+	@python=$$(scripts/find-python) && echo "creating $(VENV) with $$python" && "$$python" -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
+$(STAMP_NODE): package.json package-lock.json
+	npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
+	@touch $@
+
+$(STAMP_SYSTEM): scripts/install-system-deps
+	scripts/install-system-deps
+	@touch $@
+
+setup: $(STAMP_VENV) $(STAMP_NODE) $(STAMP_SYSTEM)
+
+demo: setup
+	$(PY) -m standin.demo
+
+lint: $(STAMP_VENV)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(STAMP_VENV)
+	$(VENV)/bin/mypy
+
+test: setup lint typecheck
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: setup
+	$(PY) -m standin.bench
+
+standin-start: setup
+	$(PY) -m standin start
+
+standin-stop: $(STAMP_VENV)
+	$(PY) -m standin stop
+
+lock:
+	rm -rf .lock-venv && "$$(scripts/find-python)" -m venv .lock-venv
+	.lock-venv/bin/pip install --quiet $$(grep -E '^(azure-functions|azure-identity|azure-mgmt-containerregistry|azure-storage-blob|azure-storage-queue|azure-core)==' requirements.txt)
+	.lock-venv/bin/pip freeze
+	rm -rf .lock-venv
+
+clean:
+	rm -rf $(VENV) node_modules $(STAMP_SYSTEM) .mypy_cache .ruff_cache .pytest_cache .standin

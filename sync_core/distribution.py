@@ -1,0 +1,199 @@
+"""Reading manifest digests over the OCI distribution API.
+
+A ``HEAD /v2/<repository>/manifests/<reference>`` answers the digest in
+``Docker-Content-Digest`` without counting as a pull on Docker Hub. Registries guard
+it with the bearer-token flow of the distribution spec: a 401 carries a
+``WWW-Authenticate: Bearer realm=...,service=...,scope=...`` challenge, the client
+asks the realm for a token and repeats the request. Where the realm is known, tokens
+for many repositories are asked in one request (several ``scope`` parameters), as
+Docker Hub and ACR both allow, so a run spends few requests on tokens.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from azure.core.exceptions import AzureError
+from azure.core.rest import HttpRequest, HttpResponse
+
+from sync_core.errors import RegistryError
+from sync_core.http import HttpClient
+from sync_core.reference import Digest
+
+# Without the OCI types in Accept, registries answer 404 for OCI manifests; the
+# index types come first so that a multi-arch tag resolves to its index.
+MANIFEST_MEDIA_TYPES = (
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+)
+_ACCEPT = ", ".join(MANIFEST_MEDIA_TYPES)
+_CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
+_DIGEST = re.compile(r"^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}$")
+
+# A token is asked again this long before it expires, so no request carries one
+# that expires on its way.
+_EXPIRY_MARGIN_SECONDS = 30.0
+# How many repository scopes one token request carries, to keep its URL short.
+_SCOPES_PER_TOKEN_REQUEST = 40
+
+
+@dataclass(frozen=True, slots=True)
+class Challenge:
+    """A bearer challenge: where to ask for a token, and for which service."""
+
+    realm: str
+    service: str | None
+
+    @classmethod
+    def parse(cls, header: str | None) -> Challenge | None:
+        if not header or not header.lower().startswith("bearer "):
+            return None
+        params = dict(_CHALLENGE_PARAM.findall(header))
+        realm = params.get("realm")
+        if not realm:
+            return None
+        return cls(realm=realm, service=params.get("service"))
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """A bearer token and the moment it stops being worth sending."""
+
+    value: str
+    expires_at: float
+
+    def is_fresh(self, now: float) -> bool:
+        return now < self.expires_at - _EXPIRY_MARGIN_SECONDS
+
+
+class TokenSource(Protocol):
+    """Obtains a token for pull access to some repositories under a challenge."""
+
+    def fetch(self, challenge: Challenge, repositories: Sequence[str]) -> Token: ...
+
+
+class ManifestNotFoundError(RegistryError):
+    """The registry has no manifest for that repository and reference."""
+
+
+class DistributionClient:
+    """Resolves manifest digests in one registry, caching pull tokens per repository."""
+
+    def __init__(self, http: HttpClient, tokens: TokenSource, *, name: str) -> None:
+        self._http = http
+        self._tokens = tokens
+        self._name = name
+        self._lock = threading.Lock()
+        self._challenge: Challenge | None = None
+        self._challenge_known = False
+        self._cache: dict[str, Token] = {}
+
+    def authorize(self, repositories: Iterable[str]) -> None:
+        """Asks for pull tokens for many repositories in as few requests as it can."""
+        challenge = self._learn_challenge()
+        if challenge is None:
+            return
+        now = time.time()
+        with self._lock:
+            missing = sorted(
+                {r for r in repositories if not self._fresh_token(r, now)}
+            )
+        for start in range(0, len(missing), _SCOPES_PER_TOKEN_REQUEST):
+            batch = missing[start : start + _SCOPES_PER_TOKEN_REQUEST]
+            self._store(batch, self._tokens.fetch(challenge, batch))
+
+    def manifest_digest(self, repository: str, reference: str) -> Digest | None:
+        """The digest a tag or digest resolves to, or None when there is none."""
+        response = self._head_manifest(repository, reference)
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise _unexpected(self._name, repository, reference, response)
+        digest = response.headers.get("Docker-Content-Digest", "")
+        if not _DIGEST.match(digest):
+            raise RegistryError(
+                f"a manifest answer must carry a Docker-Content-Digest header: "
+                f"{self._name}/{repository}:{reference} answered {digest!r}"
+            )
+        return Digest(digest)
+
+    def _head_manifest(self, repository: str, reference: str) -> HttpResponse:
+        url = f"/v2/{repository}/manifests/{reference}"
+        token = self._fresh_token(repository, time.time())
+        response = self._send("HEAD", url, token)
+        if response.status_code != 401:
+            return response
+
+        challenge = Challenge.parse(response.headers.get("WWW-Authenticate"))
+        if challenge is None:
+            raise RegistryError(
+                f"a 401 must carry a bearer challenge: {self._name}/{repository} "
+                f"answered {response.headers.get('WWW-Authenticate')!r}"
+            )
+        with self._lock:
+            self._challenge, self._challenge_known = challenge, True
+        token = self._tokens.fetch(challenge, [repository])
+        self._store([repository], token)
+        response = self._send("HEAD", url, token)
+        if response.status_code == 401:
+            raise RegistryAccessDeniedError(
+                f"the registry refused pull access, so the repository does not exist "
+                f"or is private: {self._name}/{repository}"
+            )
+        return response
+
+    def _learn_challenge(self) -> Challenge | None:
+        with self._lock:
+            if self._challenge_known:
+                return self._challenge
+        response = self._send("GET", "/v2/", None)
+        challenge = Challenge.parse(response.headers.get("WWW-Authenticate"))
+        if response.status_code not in (200, 401):
+            raise _unexpected(self._name, "", "/v2/", response)
+        with self._lock:
+            self._challenge, self._challenge_known = challenge, True
+        return challenge
+
+    def _fresh_token(self, repository: str, now: float) -> Token | None:
+        token = self._cache.get(repository)
+        return token if token is not None and token.is_fresh(now) else None
+
+    def _store(self, repositories: Iterable[str], token: Token) -> None:
+        with self._lock:
+            for repository in repositories:
+                self._cache[repository] = token
+
+    def _send(self, method: str, url: str, token: Token | None) -> HttpResponse:
+        headers = {"Accept": _ACCEPT}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token.value}"
+        try:
+            return self._http.send(HttpRequest(method, url, headers=headers))
+        except AzureError as error:
+            raise RegistryUnavailableError(
+                f"the registry could not be reached: {self._name} ({error.message})"
+            ) from error
+
+
+class RegistryAccessDeniedError(RegistryError):
+    """The registry refused access: a missing repository on Docker Hub, or private."""
+
+
+class RegistryUnavailableError(RegistryError):
+    """No answer from the registry after the retry policy gave up."""
+
+
+def _unexpected(
+    name: str, repository: str, reference: str, response: HttpResponse
+) -> RegistryError:
+    return RegistryError(
+        f"the registry answered HTTP {response.status_code}: "
+        f"{name}/{repository} {reference}".rstrip()
+    )

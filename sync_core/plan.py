@@ -1,0 +1,138 @@
+"""The plan: what a run intends to do for each entry, decided by digest.
+
+Building a plan reads both sides and changes nothing; applying it is separate, and a
+dry run is the same plan left unapplied. For each entry the source digest (a pinned
+one, or the tag's upstream digest by HEAD) meets the digest the target tag has in the
+registry: equal means unchanged, missing means import, different means update.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from sync_core.errors import SyncError
+from sync_core.imagelist import Entry
+from sync_core.reference import Digest
+
+log = logging.getLogger(__name__)
+
+
+class PlanAction(enum.StrEnum):
+    """What the plan intends for one entry."""
+
+    IMPORT = "import"
+    UPDATE = "update"
+    UNCHANGED = "unchanged"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedEntry:
+    """One entry with both digests and the decision they lead to."""
+
+    entry: Entry
+    action: PlanAction
+    source_digest: Digest | None
+    target_digest: Digest | None
+    reason: str | None
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """The decisions for a whole list, in list order."""
+
+    entries: tuple[PlannedEntry, ...]
+
+    def changes(self) -> tuple[PlannedEntry, ...]:
+        """The entries whose application imports something."""
+        return tuple(
+            planned
+            for planned in self.entries
+            if planned.action in (PlanAction.IMPORT, PlanAction.UPDATE)
+        )
+
+
+def decide(source_digest: Digest, target_digest: Digest | None) -> PlanAction:
+    """Import when the target is missing, update when it differs, else nothing."""
+    if target_digest is None:
+        return PlanAction.IMPORT
+    if target_digest != source_digest:
+        return PlanAction.UPDATE
+    return PlanAction.UNCHANGED
+
+
+SourceResolver = Callable[[Entry], Digest | None]
+TargetResolver = Callable[[Entry, Digest], Digest | None]
+
+
+def build_plan(
+    entries: Sequence[Entry],
+    *,
+    resolve_source: SourceResolver,
+    resolve_target: TargetResolver,
+    concurrency: int,
+) -> Plan:
+    """Plans every entry, ``concurrency`` at a time; one failure stops no other."""
+
+    def plan_one(entry: Entry) -> PlannedEntry:
+        return _plan_entry(entry, resolve_source, resolve_target)
+
+    with ThreadPoolExecutor(
+        max_workers=concurrency, thread_name_prefix="plan"
+    ) as pool:
+        return Plan(entries=tuple(pool.map(plan_one, entries)))
+
+
+def _plan_entry(
+    entry: Entry, resolve_source: SourceResolver, resolve_target: TargetResolver
+) -> PlannedEntry:
+    started = time.monotonic()
+    source_digest: Digest | None = None
+    target_digest: Digest | None = None
+    try:
+        source_digest = resolve_source(entry)
+        if source_digest is None:
+            raise SyncError(
+                f"the source has no such tag or digest: {entry.source}"
+            )
+        target_digest = resolve_target(entry, source_digest)
+    except SyncError as error:
+        log.error(
+            "entry not planned line=%s source=%s target=%s reason=%s",
+            entry.line,
+            entry.source,
+            entry.target,
+            error,
+        )
+        return PlannedEntry(
+            entry=entry,
+            action=PlanAction.FAILED,
+            source_digest=source_digest,
+            target_digest=target_digest,
+            reason=str(error),
+            seconds=time.monotonic() - started,
+        )
+
+    action = decide(source_digest, target_digest)
+    log.info(
+        "entry planned line=%s source=%s target=%s digest=%s action=%s",
+        entry.line,
+        entry.source,
+        entry.target,
+        source_digest,
+        action,
+    )
+    return PlannedEntry(
+        entry=entry,
+        action=action,
+        source_digest=source_digest,
+        target_digest=target_digest,
+        reason=None,
+        seconds=time.monotonic() - started,
+    )

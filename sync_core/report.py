@@ -1,0 +1,128 @@
+"""The report of a run: one row an entry, counts by action, and an overall status.
+
+The same document is logged, returned by the HTTP trigger, printed by the command
+line with ``--json``, and kept in blob storage. A sync reports outcomes (``imported``,
+``updated``, ``unchanged``, ``failed``); a plan reports intentions (``import``,
+``update``, ``unchanged``, ``failed``).
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from sync_core.apply import EntryResult, Outcome
+from sync_core.imagelist import Problem
+from sync_core.plan import Plan, PlanAction
+
+
+class RunStatus(enum.StrEnum):
+    """How a run ended as a whole."""
+
+    SUCCEEDED = "succeeded"
+    PARTIAL = "partial"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class ReportEntry:
+    """One row of the report."""
+
+    line: int
+    source: str
+    target: str
+    digest: str | None
+    previous_digest: str | None
+    action: str
+    reason: str | None
+    duration_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class RunReport:
+    """What a run did, or would do, and why."""
+
+    run_id: str
+    mode: str
+    trigger: str
+    status: RunStatus
+    started_at: str
+    finished_at: str
+    registry: str
+    counts: dict[str, int]
+    entries: tuple[ReportEntry, ...]
+    message: str | None = None
+    errors: tuple[Problem, ...] = field(default=())
+    warnings: tuple[Problem, ...] = field(default=())
+
+    def to_dict(self) -> dict[str, Any]:
+        document = asdict(self)
+        document["status"] = self.status.value
+        return document
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def summary(self) -> str:
+        """One line a person reads first: status and counts."""
+        counts = ", ".join(f"{count} {action}" for action, count in self.counts.items())
+        return f"{self.mode} {self.status.value}: {counts}"
+
+
+def rows_from_results(results: Iterable[EntryResult]) -> tuple[ReportEntry, ...]:
+    return tuple(
+        ReportEntry(
+            line=result.entry.line,
+            source=str(result.entry.source),
+            target=str(result.entry.target),
+            digest=result.digest,
+            previous_digest=result.previous_digest,
+            action=result.outcome.value,
+            reason=result.reason,
+            duration_seconds=round(result.seconds, 3),
+        )
+        for result in results
+    )
+
+
+def rows_from_plan(plan: Plan) -> tuple[ReportEntry, ...]:
+    return tuple(
+        ReportEntry(
+            line=planned.entry.line,
+            source=str(planned.entry.source),
+            target=str(planned.entry.target),
+            digest=planned.source_digest,
+            previous_digest=planned.target_digest,
+            action=planned.action.value,
+            reason=planned.reason,
+            duration_seconds=round(planned.seconds, 3),
+        )
+        for planned in plan.entries
+    )
+
+
+def count_actions(
+    rows: Sequence[ReportEntry], actions: Iterable[str]
+) -> dict[str, int]:
+    """How many rows took each action; every action is present, zero or not."""
+    counts = dict.fromkeys(actions, 0)
+    for row in rows:
+        counts[row.action] = counts.get(row.action, 0) + 1
+    return counts
+
+
+SYNC_ACTIONS = tuple(outcome.value for outcome in Outcome)
+PLAN_ACTIONS = tuple(action.value for action in PlanAction)
+
+
+def status_of(rows: Sequence[ReportEntry]) -> RunStatus:
+    """Succeeded with no failure, failed when every entry failed, else partial."""
+    failed = sum(1 for row in rows if row.action == Outcome.FAILED.value)
+    if failed == 0:
+        return RunStatus.SUCCEEDED
+    if failed == len(rows):
+        return RunStatus.FAILED
+    return RunStatus.PARTIAL
