@@ -220,9 +220,13 @@ class Standin:
         """The recorded processes, as in ``pids.json``."""
         return read_records(self.state_dir)
 
+    def close(self) -> None:
+        """Lets go of the stand-in without stopping it."""
+        self.control.close()
+
     def stop(self) -> None:
         """Stops exactly the processes this stand-in started; safe to call twice."""
-        self.control.close()
+        self.close()
         if self._processes is not None:
             self._processes.stop()
         else:

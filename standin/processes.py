@@ -48,11 +48,19 @@ _REGISTRY_LISTENING = re.compile(r'msg="listening on 127\.0\.0\.1:(\d+)"')
 AzuriteService = Literal["blob", "queue"]
 
 
-class StandinStartError(Exception):
-    """A stand-in process did not come up; the message carries its log's tail."""
+class ProcessError(Exception):
+    """A stand-in process did not start or did not stop."""
 
 
-class MissingToolError(StandinStartError):
+class StartError(ProcessError):
+    """A process did not come up; the message carries the tail of its log."""
+
+
+class StopError(ProcessError):
+    """A process outlived SIGKILL."""
+
+
+class MissingToolError(StartError):
     """A program the stand-in runs is not installed."""
 
     def __init__(self, tool: str, hint: str) -> None:
@@ -139,7 +147,7 @@ def stop_records(
 
     if alive:
         names = ", ".join(f"{record.name} (pid {record.pid})" for record in alive)
-        raise StandinStartError(f"processes outlived SIGKILL: {names}")
+        raise StopError(f"processes outlived SIGKILL: {names}")
 
 
 class Processes:
@@ -284,12 +292,12 @@ class Processes:
         deadline = time.monotonic() + timeout
         while not ready():
             if child.poll() is not None:
-                raise StandinStartError(
+                raise StartError(
                     f"{record.name} exited with status {child.returncode} before it "
                     f"answered; last lines of {record.log}:\n{_tail(record.log)}"
                 )
             if time.monotonic() > deadline:
-                raise StandinStartError(
+                raise StartError(
                     f"{record.name} (pid {record.pid}) did not answer within "
                     f"{timeout:.0f} s; last lines of {record.log}:\n{_tail(record.log)}"
                 )

@@ -86,6 +86,7 @@ def _apply_change(
 ) -> EntryResult:
     started = time.monotonic()
     entry, digest = planned.entry, planned.source_digest
+    reason: str | None
     assert digest is not None, "a planned change always has a source digest"
     try:
         import_digest(entry, digest)
@@ -123,5 +124,3 @@ def _apply_change(
         reason=reason,
         seconds=planned.seconds + time.monotonic() - started,
     )
-
-

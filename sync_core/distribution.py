@@ -102,9 +102,7 @@ class DistributionClient:
             return
         now = time.time()
         with self._lock:
-            missing = sorted(
-                {r for r in repositories if not self._fresh_token(r, now)}
-            )
+            missing = sorted({r for r in repositories if not self._fresh_token(r, now)})
         for start in range(0, len(missing), _SCOPES_PER_TOKEN_REQUEST):
             batch = missing[start : start + _SCOPES_PER_TOKEN_REQUEST]
             self._store(batch, self._tokens.fetch(challenge, batch))

@@ -83,9 +83,7 @@ def build_plan(
     def plan_one(entry: Entry) -> PlannedEntry:
         return _plan_entry(entry, resolve_source, resolve_target)
 
-    with ThreadPoolExecutor(
-        max_workers=concurrency, thread_name_prefix="plan"
-    ) as pool:
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="plan") as pool:
         return Plan(entries=tuple(pool.map(plan_one, entries)))
 
 
@@ -98,9 +96,7 @@ def _plan_entry(
     try:
         source_digest = resolve_source(entry)
         if source_digest is None:
-            raise SyncError(
-                f"the source has no such tag or digest: {entry.source}"
-            )
+            raise SyncError(f"the source has no such tag or digest: {entry.source}")
         target_digest = resolve_target(entry, source_digest)
     except SyncError as error:
         log.error(

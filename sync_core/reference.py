@@ -130,7 +130,7 @@ def parse_image_reference(text: str) -> ImageReference:
     _check_characters(text)
     name, tag, digest = _split_reference(text)
 
-    registry, path, path_start = _split_registry(name, text)
+    registry, path, _ = _split_registry(name, text)
     if registry is None:
         registry = DOCKER_HUB
     if is_docker_hub(registry) and "/" not in path:

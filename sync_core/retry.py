@@ -38,7 +38,7 @@ def parse_retry_after(value: str, *, now: float | None = None) -> float:
     return max(0.0, number)
 
 
-class CappedRetryPolicy(RetryPolicy):
+class CappedRetryPolicy(RetryPolicy[Any, Any]):
     """azure-core's retry policy with capped waits, jitter and Unix timestamps."""
 
     def __init__(self, *, max_wait_seconds: float, **kwargs: Any) -> None:

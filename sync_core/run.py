@@ -16,6 +16,8 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from azure.core.exceptions import AzureError
+
 from sync_core.acr import Importer, TargetRegistry
 from sync_core.apply import apply_plan
 from sync_core.errors import InvalidImageList, SyncError
@@ -43,7 +45,7 @@ from sync_core.report import (
 )
 from sync_core.settings import Settings
 from sync_core.sources import SourceRegistries
-from sync_core.storage import read_image_list
+from sync_core.storage import read_image_list, save_report
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +78,7 @@ def execute(request: RunRequest, environ: Mapping[str, str]) -> RunReport:
     try:
         settings = Settings.from_environ(environ)
     except SyncError as error:
-        return _finish(clock.refused(str(error), registry=""))
+        return _finish(clock.refused(str(error), registry=""), settings=None)
     try:
         report = _run(request, settings, environ, clock)
     except InvalidImageList as error:
@@ -88,7 +90,7 @@ def execute(request: RunRequest, environ: Mapping[str, str]) -> RunReport:
         )
     except SyncError as error:
         report = clock.refused(str(error), registry=settings.login_server)
-    return _finish(report)
+    return _finish(report, settings=settings)
 
 
 def _run(
@@ -220,7 +222,7 @@ class _Clock:
         )
 
 
-def _finish(report: RunReport) -> RunReport:
+def _finish(report: RunReport, *, settings: Settings | None) -> RunReport:
     log.log(
         logging.ERROR if report.status is RunStatus.FAILED else logging.INFO,
         "run finished run_id=%s mode=%s status=%s counts=%s message=%s",
@@ -231,6 +233,16 @@ def _finish(report: RunReport) -> RunReport:
         report.message,
     )
     log.info("run report run_id=%s report=%s", report.run_id, report.to_json())
+    if settings is not None:
+        try:
+            save_report(settings.storage, report)
+        except AzureError as error:
+            log.error(
+                "report not stored run_id=%s container=%s reason=%s",
+                report.run_id,
+                settings.storage.report_container,
+                error.message,
+            )
     return report
 
 

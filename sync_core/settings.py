@@ -23,10 +23,13 @@ DEFAULT_ARM_AUDIENCE = "https://management.azure.com"
 DEFAULT_ACR_AUDIENCE = "https://containerregistry.azure.net"
 DEFAULT_LIST_CONTAINER = "image-lists"
 DEFAULT_LIST_BLOB = "images.txt"
+DEFAULT_REPORT_CONTAINER = "sync-reports"
 DEFAULT_STORAGE_CONNECTION = "ACRSYNC_STORAGE"
 
 # Docker Hub serves its registry API from a host other than its name.
-DEFAULT_REGISTRY_ENDPOINTS: Mapping[str, str] = {"docker.io": "https://registry-1.docker.io"}
+DEFAULT_REGISTRY_ENDPOINTS: Mapping[str, str] = {
+    "docker.io": "https://registry-1.docker.io"
+}
 
 _CRON_FIELD = re.compile(r"^[0-9*/,\-A-Za-z?]+$")
 
@@ -53,6 +56,7 @@ class StorageSettings:
     client_id: str | None
     container: str
     blob: str
+    report_container: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,11 +84,12 @@ class Settings:
         """Reads and validates every setting; raises ConfigurationError naming one."""
         reader = _Reader(environ)
         registry_name = reader.required("REGISTRY_NAME")
-        settings = cls(
+        return cls(
             subscription_id=reader.required("SUBSCRIPTION_ID"),
             resource_group=reader.required("RESOURCE_GROUP"),
             registry_name=registry_name,
-            login_server=reader.optional("LOGIN_SERVER") or f"{registry_name}.azurecr.io",
+            login_server=reader.optional("LOGIN_SERVER")
+            or f"{registry_name}.azurecr.io",
             arm_endpoint=reader.url("ARM_ENDPOINT", DEFAULT_ARM_ENDPOINT),
             arm_audience=reader.url("ARM_AUDIENCE", DEFAULT_ARM_AUDIENCE),
             acr_audience=reader.url("ACR_AUDIENCE", DEFAULT_ACR_AUDIENCE),
@@ -97,10 +102,9 @@ class Settings:
             request_timeout_seconds=reader.number("REQUEST_TIMEOUT_SECONDS", 30.0),
             poll_interval_seconds=reader.number("POLL_INTERVAL_SECONDS", 2.0),
         )
-        return settings
 
     def registry_endpoint(self, registry: str) -> str:
-        """The base URL that serves a registry's API: a configured mirror or its host."""
+        """The base URL serving a registry's API: a configured mirror, or its host."""
         return self.registry_endpoints.get(registry, f"https://{registry}")
 
 
@@ -183,7 +187,8 @@ class _Reader:
             number = -1.0
         if not number > 0:
             raise ConfigurationError(
-                PREFIX + suffix, f"a positive number of seconds is required, got {value!r}"
+                PREFIX + suffix,
+                f"a positive number of seconds is required, got {value!r}",
             )
         return number
 
@@ -234,6 +239,8 @@ def _read_storage(reader: _Reader) -> StorageSettings:
         client_id=reader.raw(f"{connection}__clientId"),
         container=reader.optional("LIST_CONTAINER") or DEFAULT_LIST_CONTAINER,
         blob=reader.optional("LIST_BLOB") or DEFAULT_LIST_BLOB,
+        report_container=reader.optional("REPORT_CONTAINER")
+        or DEFAULT_REPORT_CONTAINER,
     )
 
 
