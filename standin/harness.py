@@ -276,8 +276,9 @@ class Standin:
 
     def upload_image_list(self, text: str) -> None:
         """Writes the image list the app reads, replacing the one there."""
+        # Loopback traffic must not follow proxy settings from the environment.
         with BlobServiceClient.from_connection_string(
-            self.azurite_connection_string
+            self.azurite_connection_string, use_env_settings=False
         ) as service:
             container = service.get_container_client(LIST_CONTAINER)
             if not container.exists():

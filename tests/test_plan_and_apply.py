@@ -11,8 +11,13 @@ from sync_core.errors import ImportFailedError, RegistryError
 from sync_core.imagelist import Entry, parse_image_list
 from sync_core.plan import PlanAction, build_plan, decide
 from sync_core.reference import Digest
-from sync_core.report import SYNC_ACTIONS, RunStatus, count_actions, rows_from_results
-from sync_core.report import status_of
+from sync_core.report import (
+    SYNC_ACTIONS,
+    RunStatus,
+    count_actions,
+    rows_from_results,
+    status_of,
+)
 
 A = Digest("sha256:" + "a" * 64)
 B = Digest("sha256:" + "b" * 64)
@@ -202,7 +207,7 @@ def test_an_import_the_target_does_not_show_is_reported_failed() -> None:
 
 def test_a_pinned_source_is_imported_by_its_own_digest() -> None:
     fake = FakeRegistries({}, {})
-    text = f"registry.k8s.io/ingress-nginx/controller:v1.11.1@{B} => ingress-nginx/controller\n"
+    text = f"registry.k8s.io/ingress-nginx/controller:v1.11.1@{B} => ingress-nginx/controller"
     plan = build_plan(
         entries(text),
         resolve_source=fake.resolve_source,
