@@ -207,7 +207,8 @@ def test_an_import_the_target_does_not_show_is_reported_failed() -> None:
 
 def test_a_pinned_source_is_imported_by_its_own_digest() -> None:
     fake = FakeRegistries({}, {})
-    text = f"registry.k8s.io/ingress-nginx/controller:v1.11.1@{B} => ingress-nginx/controller"
+    source = f"registry.k8s.io/ingress-nginx/controller:v1.11.1@{B}"
+    text = f"{source} => ingress-nginx/controller"
     plan = build_plan(
         entries(text),
         resolve_source=fake.resolve_source,
