@@ -67,8 +67,7 @@ def render_text(report: RunReport) -> str:
         if row.reason:
             line += f" ({row.reason})"
         lines.append(line)
-    for problem in (*report.errors, *report.warnings):
-        lines.append(f"line {problem.line}: {problem.message}")
+    lines.extend(str(problem) for problem in (*report.errors, *report.warnings))
     if report.message:
         lines.append(report.message)
     lines.append(report.summary())

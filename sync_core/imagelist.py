@@ -24,6 +24,10 @@ Which target an entry writes:
   ``untaggedTargetRepositories``): the manifest lands in the repository with no tag,
   and the target's ``tag`` is ``None``. Give the target a tag to name it.
 
+As in Docker, a target's first segment that holds a ``.`` or a ``:``, or is
+``localhost``, reads as a registry host; to name a repository that starts with such a
+segment, write the login server in front of it.
+
 Whole-list rules: two entries that write the same target tag from different sources
 are an error naming both lines; an entry repeated exactly (after normalising) is a
 warning and counts once. Size limits guard the parser (see ``Limits``).
@@ -134,7 +138,7 @@ RULES: Final[Mapping[str, Rule]] = MappingProxyType(
 class Limits:
     """Bounds on what the parser reads; each one broken is its own error."""
 
-    max_bytes: int = 1024 * 1024
+    max_bytes: int = 4 * 1024 * 1024
     max_lines: int = 10_000
     max_line_length: int = 1024
 
@@ -196,8 +200,8 @@ def parse_image_list(
                     None,
                     None,
                     "list-too-large",
-                    f"{size} bytes",
-                    f"the list holds at most {limits.max_bytes} bytes",
+                    "",
+                    f"the list is larger than the limit of {limits.max_bytes} bytes",
                 ),
             ),
             (),
@@ -211,8 +215,9 @@ def parse_image_list(
                 limits.max_lines + 1,
                 None,
                 "list-too-many-lines",
-                f"{len(lines)} lines",
-                f"the list holds at most {limits.max_lines} lines",
+                "",
+                f"the list holds at most {limits.max_lines} lines; "
+                f"this one has {len(lines)}",
             )
         )
     for number, raw in enumerate(lines, start=1):

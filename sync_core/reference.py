@@ -22,7 +22,9 @@ references (``distribution/reference``)::
 
 The same project caps the name (domain, ``/`` and path) at 255 characters. The
 first path segment is a registry only when it holds a ``.`` or a ``:`` or is
-``localhost``; otherwise the whole name is a Docker Hub path.
+``localhost``; otherwise the whole name is a Docker Hub path. Hosts are held to
+what the grammar's names mean: IPv4 octets up to 255, a real IPv6 address in the
+brackets, domain labels of at most 63 characters (RFC 1035), ports 1 to 65535.
 
 Normalising follows Docker's conventions so that two spellings of one image
 compare equal: the registry host is lowercased, ``index.docker.io`` and
@@ -30,9 +32,10 @@ compare equal: the registry host is lowercased, ``index.docker.io`` and
 one), a single-segment Docker Hub path gains ``library/`` (a namespaced one never
 does), and a reference with neither tag nor digest gets the tag ``latest``.
 
-Digests must use an algorithm the OCI image specification registers (``sha256``
-with 64 and ``sha512`` with 128 lowercase hex characters); the grammar admits
-others, but no registry this app imports from can be trusted to verify them.
+A digest must use an algorithm the OCI image specification registers
+(``descriptor.md``: ``sha256`` with 64 and ``sha512`` with 128 lowercase hex
+characters). The grammar admits other algorithms so that it can grow; a digest in
+one of them names nothing a registry can be asked to verify today.
 
 A target is ``[host/]repository[:tag]`` in the app's own registry. The host is
 allowed only when it is that registry's login server; a target never carries a
@@ -69,7 +72,6 @@ _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 _DOMAIN_COMPONENT = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?")
 _PORT = re.compile(r"[0-9]+")
 _ALGORITHM = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:[+._-][A-Za-z][A-Za-z0-9]*)*")
-_ENCODED = re.compile(r"[0-9a-fA-F]{32,}")
 _LOWER_HEX = re.compile(r"[0-9a-f]+")
 # Every character the grammar can use anywhere in a reference.
 _REFERENCE_CHARACTERS = re.compile(r"[A-Za-z0-9._/:@+\[\]-]*")
@@ -226,6 +228,14 @@ def parse_target_reference(
 def _check_characters(text: str) -> None:
     if not text:
         raise InvalidReference("reference-empty", text, "the reference is empty")
+    scheme_end = text.find("://")
+    if scheme_end >= 0:
+        raise InvalidReference(
+            "reference-registry-invalid",
+            text,
+            f"a reference names no URL scheme; drop {text[: scheme_end + 3]!r}",
+            0,
+        )
     if _REFERENCE_CHARACTERS.fullmatch(text):
         return
     position = next(
@@ -376,6 +386,14 @@ def _path_component_error(
             "doubled '/')",
             offset,
         )
+    if ":" in component:
+        return InvalidReference(
+            "reference-repository-invalid",
+            reference,
+            "':' appears in a name only before the tag (or the registry's port); "
+            f"got {component!r}",
+            offset + component.index(":"),
+        )
     if _PATH_COMPONENT.fullmatch(component.lower()):
         return InvalidReference(
             "reference-repository-uppercase",
@@ -408,12 +426,15 @@ def _normalise_login_server(login_server: str | None) -> str | None:
 
 
 def _describe_foreign_registry(registry: str, login_server: str | None) -> str:
+    # Docker's rule: a first segment with '.' or ':', or 'localhost', is a host.
+    reads_as = f"{registry!r} reads as a registry host"
     if login_server is None:
         return (
-            f"a target is a repository in this registry; drop the host {registry!r}, "
+            f"a target is a repository in this registry and {reads_as}; drop it, "
             "or give this registry's login server to allow it"
         )
     return (
-        f"a target is a repository in this registry ({login_server}); "
-        f"host {registry!r} is another registry"
+        f"a target is a repository in this registry ({login_server}) and "
+        f"{reads_as}; to keep it as a repository segment, write "
+        f"'{login_server}/' before it"
     )
