@@ -11,7 +11,6 @@ everything it started, also on failure.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import subprocess
 import sys
@@ -87,15 +86,14 @@ def _timer_handler() -> Callable[[Any], None]:
 def _run(
     name: str, standin: Standin, timer: Callable[[Any], None]
 ) -> Mapping[str, Any]:
+    from sync_core.runstore import RunStore
     from sync_core.settings import Settings
-    from sync_core.storage import load_report
 
     timer(None)
-    settings = Settings.from_environ(os.environ)
-    stored = load_report(settings.storage)
-    if stored is None:
+    with RunStore(Settings.from_environ(os.environ).storage) as store:
+        report = store.latest()
+    if report is None:
         raise SystemExit(f"{name}: the run stored no report")
-    report: Mapping[str, Any] = json.loads(stored)
     counts = ", ".join(f"{n} {action}" for action, n in report["counts"].items() if n)
     print(f"{name}: {report['status']}: {counts}")
     return report

@@ -20,11 +20,18 @@ from sync_core.plan import Plan, PlanAction
 
 
 class RunStatus(enum.StrEnum):
-    """How a run ended as a whole."""
+    """Where a run is: queued or running, then how it ended as a whole."""
 
+    QUEUED = "queued"
+    RUNNING = "running"
     SUCCEEDED = "succeeded"
     PARTIAL = "partial"
     FAILED = "failed"
+    REFUSED = "refused"
+
+    @property
+    def is_final(self) -> bool:
+        return self not in (RunStatus.QUEUED, RunStatus.RUNNING)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,11 +57,12 @@ class RunReport:
     trigger: str
     status: RunStatus
     started_at: str
-    finished_at: str
+    finished_at: str | None
     registry: str
     counts: dict[str, int]
     entries: tuple[ReportEntry, ...]
     message: str | None = None
+    blocked_by: str | None = None
     errors: tuple[Problem, ...] = field(default=())
     warnings: tuple[Problem, ...] = field(default=())
 

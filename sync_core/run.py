@@ -12,9 +12,10 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from contextlib import ExitStack
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from azure.core.exceptions import AzureError
 
@@ -43,9 +44,10 @@ from sync_core.report import (
     rows_from_results,
     status_of,
 )
+from sync_core.runstore import AlreadyRunningError, RunStore
 from sync_core.settings import Settings
 from sync_core.sources import SourceRegistries
-from sync_core.storage import read_image_list, save_report
+from sync_core.storage import read_image_list
 
 log = logging.getLogger(__name__)
 
@@ -59,15 +61,24 @@ class Mode(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class RunRequest:
-    """What to run and why; ``list_data`` replaces the published list when given."""
+    """What to run and why.
+
+    ``list_data`` replaces the published list when given; ``run_id`` is set when the
+    run was announced before it started (a queued run), else one is made.
+    """
 
     mode: Mode
     trigger: str
     list_data: bytes | None = None
+    run_id: str | None = None
 
 
 def execute(request: RunRequest, environ: Mapping[str, str]) -> RunReport:
-    """Runs once and returns the report; raises nothing for a failed run."""
+    """Runs once and returns the report; raises nothing for a failed run.
+
+    A sync holds the one-run lock while it works; a plan changes nothing and needs
+    no lock. The report is stored when the run starts and when it ends.
+    """
     clock = _Clock(request)
     log.info(
         "run started run_id=%s mode=%s trigger=%s",
@@ -78,19 +89,68 @@ def execute(request: RunRequest, environ: Mapping[str, str]) -> RunReport:
     try:
         settings = Settings.from_environ(environ)
     except SyncError as error:
-        return _finish(clock.refused(str(error), registry=""), settings=None)
+        return _logged(clock.ended(RunStatus.FAILED, str(error), registry=""))
+
+    with RunStore(settings.storage) as store:
+        try:
+            with _lock_for(request, store, clock.run_id):
+                _store(store, clock.running(settings), latest=False)
+                report = _run_reporting_errors(request, settings, environ, clock)
+        except AlreadyRunningError as error:
+            report = clock.ended(
+                RunStatus.REFUSED,
+                str(error),
+                registry=settings.login_server,
+                blocked_by=error.run_id,
+            )
+        except AzureError as error:
+            report = clock.ended(
+                RunStatus.FAILED,
+                f"the run lock must be taken before a sync: {error.message}",
+                registry=settings.login_server,
+            )
+        _store(store, report, latest=request.mode is Mode.SYNC)
+    return _logged(report)
+
+
+def _lock_for(
+    request: RunRequest, store: RunStore, run_id: str
+) -> AbstractContextManager[object]:
+    return store.lock(run_id) if request.mode is Mode.SYNC else nullcontext()
+
+
+def _run_reporting_errors(
+    request: RunRequest,
+    settings: Settings,
+    environ: Mapping[str, str],
+    clock: _Clock,
+) -> RunReport:
+    registry = settings.login_server
     try:
-        report = _run(request, settings, environ, clock)
+        return _run(request, settings, environ, clock)
     except InvalidImageList as error:
-        report = clock.refused(
+        return clock.ended(
+            RunStatus.REFUSED,
             str(error),
-            registry=settings.login_server,
+            registry=registry,
             errors=error.errors,
             warnings=error.warnings,
         )
     except SyncError as error:
-        report = clock.refused(str(error), registry=settings.login_server)
-    return _finish(report, settings=settings)
+        return clock.ended(RunStatus.FAILED, str(error), registry=registry)
+
+
+def _store(store: RunStore, report: RunReport, *, latest: bool) -> None:
+    """Keeps the report; a storage failure is logged and the run goes on."""
+    try:
+        store.save(report, latest=latest)
+    except AzureError as error:
+        log.error(
+            "report not stored run_id=%s status=%s reason=%s",
+            report.run_id,
+            report.status,
+            error.message,
+        )
 
 
 def _run(
@@ -173,7 +233,7 @@ class _Clock:
 
     def __init__(self, request: RunRequest) -> None:
         self.request = request
-        self.run_id = uuid.uuid4().hex
+        self.run_id = request.run_id or uuid.uuid4().hex
         self.started_at = _now()
         self.started = time.monotonic()
 
@@ -197,34 +257,48 @@ class _Clock:
             warnings=image_list.warnings,
         )
 
-    def refused(
+    def running(self, settings: Settings) -> RunReport:
+        return self._report(RunStatus.RUNNING, registry=settings.login_server)
+
+    def ended(
         self,
+        status: RunStatus,
         message: str,
         *,
         registry: str,
         errors: tuple[Problem, ...] = (),
         warnings: tuple[Problem, ...] = (),
+        blocked_by: str | None = None,
     ) -> RunReport:
+        """A run that ended before any entry: nothing imported, and why."""
+        return self._report(
+            status,
+            registry=registry,
+            message=message,
+            errors=errors,
+            warnings=warnings,
+            blocked_by=blocked_by,
+        )
+
+    def _report(self, status: RunStatus, *, registry: str, **details: Any) -> RunReport:
         actions = PLAN_ACTIONS if self.request.mode is Mode.PLAN else SYNC_ACTIONS
         return RunReport(
             run_id=self.run_id,
             mode=self.request.mode.value,
             trigger=self.request.trigger,
-            status=RunStatus.FAILED,
+            status=status,
             started_at=self.started_at,
-            finished_at=_now(),
+            finished_at=_now() if status.is_final else None,
             registry=registry,
             counts=dict.fromkeys(actions, 0),
             entries=(),
-            message=message,
-            errors=errors,
-            warnings=warnings,
+            **details,
         )
 
 
-def _finish(report: RunReport, *, settings: Settings | None) -> RunReport:
+def _logged(report: RunReport) -> RunReport:
     log.log(
-        logging.ERROR if report.status is RunStatus.FAILED else logging.INFO,
+        logging.INFO if report.status is RunStatus.SUCCEEDED else logging.ERROR,
         "run finished run_id=%s mode=%s status=%s counts=%s message=%s",
         report.run_id,
         report.mode,
@@ -233,16 +307,6 @@ def _finish(report: RunReport, *, settings: Settings | None) -> RunReport:
         report.message,
     )
     log.info("run report run_id=%s report=%s", report.run_id, report.to_json())
-    if settings is not None:
-        try:
-            save_report(settings.storage, report)
-        except AzureError as error:
-            log.error(
-                "report not stored run_id=%s container=%s reason=%s",
-                report.run_id,
-                settings.storage.report_container,
-                error.message,
-            )
     return report
 
 

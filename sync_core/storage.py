@@ -1,4 +1,4 @@
-"""The image list and the run reports, in blob storage.
+"""Reading the published image list from blob storage.
 
 Locally the connection is an Azurite connection string. In Azure it is
 identity-based, the way the Functions host reads a connection: the app settings
@@ -8,21 +8,16 @@ user-assigned identity, ``<NAME>__clientId``.
 
 from __future__ import annotations
 
-from contextlib import suppress
 from typing import TYPE_CHECKING
 
 from azure.core.exceptions import (
     AzureError,
     HttpResponseError,
-    ResourceExistsError,
     ResourceNotFoundError,
 )
 
 from sync_core.errors import SyncError
-from sync_core.report import RunReport
 from sync_core.settings import StorageSettings
-
-LATEST_REPORT = "latest.json"
 
 if TYPE_CHECKING:
     from azure.storage.blob import BlobServiceClient
@@ -71,33 +66,3 @@ def read_image_list(storage: StorageSettings, *, max_bytes: int) -> bytes:
         raise ListUnavailableError(
             f"the image list could not be read: {location} ({error.message})"
         ) from error
-
-
-def report_blob_name(run_id: str) -> str:
-    return f"runs/{run_id}.json"
-
-
-def save_report(storage: StorageSettings, report: RunReport) -> None:
-    """Keeps the report under its run id, and as the latest under a fixed name."""
-    from azure.storage.blob import ContentSettings
-
-    body = report.to_json().encode()
-    content = ContentSettings(content_type="application/json")
-    with blob_service(storage) as service:
-        container = service.get_container_client(storage.report_container)
-        if not container.exists():
-            # Another run may create it between the check and the call.
-            with suppress(ResourceExistsError):
-                container.create_container()
-        for name in (report_blob_name(report.run_id), LATEST_REPORT):
-            container.upload_blob(name, body, overwrite=True, content_settings=content)
-
-
-def load_report(storage: StorageSettings, name: str = LATEST_REPORT) -> bytes | None:
-    """A stored report's JSON, or None when there is none under that name."""
-    with blob_service(storage) as service:
-        blob = service.get_blob_client(storage.report_container, name)
-        try:
-            return blob.download_blob().readall()
-        except ResourceNotFoundError:
-            return None
