@@ -76,7 +76,7 @@ _KEYS = frozenset(
 )
 
 
-class InvalidFaultRule(ValueError):
+class InvalidFaultRuleError(ValueError):
     """A fault rule breaks the schema; the message names the rule and the field."""
 
 
@@ -177,39 +177,41 @@ class FaultBook:
 def parse_rules(document: Any) -> list[FaultRule]:
     """Rules from a ``{"rules": [...]}`` document; every broken rule is reported."""
     if not isinstance(document, dict) or not isinstance(document.get("rules"), list):
-        raise InvalidFaultRule('a fault document is {"rules": [...]}, got ' + repr(document))
+        raise InvalidFaultRuleError(
+            'a fault document is {"rules": [...]}, got ' + repr(document)
+        )
 
     rules: list[FaultRule] = []
     problems: list[str] = []
     for index, raw in enumerate(document["rules"]):
         try:
             rules.append(parse_rule(raw))
-        except InvalidFaultRule as error:
+        except InvalidFaultRuleError as error:
             problems.append(f"rule {index}: {error}")
     if problems:
-        raise InvalidFaultRule("; ".join(problems))
+        raise InvalidFaultRuleError("; ".join(problems))
     return rules
 
 
 def parse_rule(raw: Any) -> FaultRule:
     """One rule, checked against the schema in this module's docstring."""
     if not isinstance(raw, dict):
-        raise InvalidFaultRule(f"a rule is an object, got {raw!r}")
+        raise InvalidFaultRuleError(f"a rule is an object, got {raw!r}")
     unknown = sorted(set(raw) - _KEYS)
     if unknown:
-        raise InvalidFaultRule(f"unknown fields {unknown}")
+        raise InvalidFaultRuleError(f"unknown fields {unknown}")
 
     surface = raw.get("surface")
     if not isinstance(surface, str) or not _is_surface(surface):
-        raise InvalidFaultRule(
+        raise InvalidFaultRuleError(
             "surface must be identity, arm-import, arm-poll, arm, acr or "
             f"public:<host>, got {surface!r}"
         )
     effects = [name for name in _EFFECTS if raw.get(name) not in (None, False)]
     if len(effects) > 1:
-        raise InvalidFaultRule(f"a rule has at most one effect, got {effects}")
+        raise InvalidFaultRuleError(f"a rule has at most one effect, got {effects}")
     if effects and effects[0] in _IMPORT_EFFECTS and surface != "arm-import":
-        raise InvalidFaultRule(f"{effects[0]} applies to surface arm-import only")
+        raise InvalidFaultRuleError(f"{effects[0]} applies to surface arm-import only")
 
     return FaultRule(
         surface=surface,
@@ -240,7 +242,7 @@ def _is_surface(surface: str) -> bool:
 def _optional_str(raw: Mapping[str, Any], name: str) -> str | None:
     value = raw.get(name)
     if value is not None and not (isinstance(value, str) and value):
-        raise InvalidFaultRule(f"{name} must be a non-empty string, got {value!r}")
+        raise InvalidFaultRuleError(f"{name} must be a non-empty string, got {value!r}")
     return value
 
 
@@ -249,14 +251,16 @@ def _optional_count(raw: Mapping[str, Any], name: str, minimum: int = 1) -> int 
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise InvalidFaultRule(f"{name} must be an integer >= {minimum}, got {value!r}")
+        raise InvalidFaultRuleError(
+            f"{name} must be an integer >= {minimum}, got {value!r}"
+        )
     return value
 
 
 def _flag(raw: Mapping[str, Any], name: str) -> bool:
     value = raw.get(name, False)
     if not isinstance(value, bool):
-        raise InvalidFaultRule(f"{name} must be true or false, got {value!r}")
+        raise InvalidFaultRuleError(f"{name} must be true or false, got {value!r}")
     return value
 
 
@@ -264,10 +268,12 @@ def _status(raw: Mapping[str, Any]) -> int | None:
     value = raw.get("status")
     if value is None:
         if raw.get("retry_after") is not None:
-            raise InvalidFaultRule("retry_after goes with a status")
+            raise InvalidFaultRuleError("retry_after goes with a status")
         return None
     if isinstance(value, bool) or not isinstance(value, int) or not 400 <= value <= 599:
-        raise InvalidFaultRule(f"status must be an HTTP error status 400-599, got {value!r}")
+        raise InvalidFaultRuleError(
+            f"status must be an HTTP error status 400-599, got {value!r}"
+        )
     return value
 
 
@@ -275,13 +281,17 @@ def _retry_after(value: Any) -> RetryAfter | None:
     if value is None:
         return None
     if not isinstance(value, dict) or set(value) - {"seconds", "form"}:
-        raise InvalidFaultRule(f'retry_after is {{"seconds": N, "form": F}}, got {value!r}')
+        raise InvalidFaultRuleError(
+            f'retry_after is {{"seconds": N, "form": F}}, got {value!r}'
+        )
     seconds = value.get("seconds")
     form = value.get("form", "seconds")
     if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds < 0:
-        raise InvalidFaultRule(f"retry_after.seconds must be an integer >= 0, got {seconds!r}")
+        raise InvalidFaultRuleError(
+            f"retry_after.seconds must be an integer >= 0, got {seconds!r}"
+        )
     if form not in RETRY_AFTER_FORMS:
-        raise InvalidFaultRule(
+        raise InvalidFaultRuleError(
             f"retry_after.form must be one of {sorted(RETRY_AFTER_FORMS)}, got {form!r}"
         )
     return RetryAfter(seconds, form)
@@ -289,10 +299,10 @@ def _retry_after(value: Any) -> RetryAfter | None:
 
 def _import_status(value: Any) -> str | None:
     if value is not None and value not in STUCK_STATUSES:
-        raise InvalidFaultRule(
+        raise InvalidFaultRuleError(
             f"import_status must be one of {sorted(STUCK_STATUSES)}, got {value!r}"
         )
-    return value
+    return None if value is None else str(value)
 
 
 def _import_error(value: Any) -> ImportFailure | None:
@@ -303,6 +313,8 @@ def _import_error(value: Any) -> ImportFailure | None:
         or not isinstance(value.get("code"), str)
         or not value["code"]
     ):
-        raise InvalidFaultRule(f'import_error is {{"code": C, "message": M}}, got {value!r}')
+        raise InvalidFaultRuleError(
+            f'import_error is {{"code": C, "message": M}}, got {value!r}'
+        )
     message = value.get("message") or f"The import failed with {value['code']}."
     return ImportFailure(value["code"], str(message))

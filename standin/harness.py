@@ -118,10 +118,22 @@ class ControlClient:
     def reset_stats(self) -> None:
         self._call("POST", "stats/reset")
 
-    def configure(self, **settings: float) -> None:
-        """Sets ``latency_ms``, ``import_duration_ms``, ``max_concurrent_imports``,
-        ``token_ttl_seconds`` or ``poll_after_ms``; the server rejects other names."""
-        self._call("POST", "config", json=settings)
+    def tunables(self) -> dict[str, Any]:
+        """The current tunables: latency, import duration, token lifetime and so on."""
+        tunables: dict[str, Any] = self._call("GET", "config").json()
+        return tunables
+
+    def configure(self, **tunables: float) -> dict[str, Any]:
+        """Sets tunables by name, such as ``latency_ms``, ``import_duration_ms``,
+        ``max_concurrent_imports``, ``token_ttl_seconds`` or ``poll_after_ms``;
+        returns all of them. The server rejects a name it does not know."""
+        updated: dict[str, Any] = self._call("POST", "config", json=tunables).json()
+        return updated
+
+    def faults(self) -> list[dict[str, Any]]:
+        """The fault rules in force, as the server describes them."""
+        rules: list[dict[str, Any]] = self._call("GET", "faults").json()["rules"]
+        return rules
 
     def set_faults(self, rules: Sequence[Mapping[str, Any]]) -> None:
         self._call("POST", "faults", json={"rules": list(rules)})

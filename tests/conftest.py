@@ -1,14 +1,16 @@
 """Fixtures that run tests against the local stand-in.
 
-One stand-in serves the whole session; ``clean_standin`` gives a test the shared one
-with its counters reset and its faults cleared. A test that uses either is marked
-``standin``, so ``-m "not standin"`` runs the rest alone. A missing program fails the
-session with a message naming it; nothing is skipped.
+One stand-in serves the whole session. ``clean_standin`` gives a test the shared one
+with no faults, its counters reset and its tunables back at their start values. A
+test that uses either is marked ``standin``, so ``-m "not standin"`` runs the rest
+alone. A missing program fails the session with a message naming it; nothing is
+skipped.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -38,9 +40,16 @@ def standin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Standin]:
         running.stop()
 
 
+@pytest.fixture(scope="session")
+def standin_tunables(standin: Standin) -> dict[str, Any]:
+    """The tunables the shared stand-in started with."""
+    return standin.control.tunables()
+
+
 @pytest.fixture
-def clean_standin(standin: Standin) -> Standin:
-    """The shared stand-in with counters reset and no faults."""
+def clean_standin(standin: Standin, standin_tunables: dict[str, Any]) -> Standin:
+    """The shared stand-in with no faults, counters reset and tunables as started."""
     standin.control.clear_faults()
+    standin.control.configure(**standin_tunables)
     standin.control.reset_stats()
     return standin

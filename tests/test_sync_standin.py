@@ -158,7 +158,7 @@ def test_an_invalid_list_imports_nothing_and_the_report_says_why(
 
     report = run(Mode.SYNC, text, app_env)
 
-    assert report.status is RunStatus.FAILED
+    assert report.status is RunStatus.REFUSED
     assert report.entries == ()
     assert [problem.line for problem in report.errors] == [8]
     assert clean_standin.control.stats()["arm"]["import"] == 0
@@ -192,7 +192,7 @@ def test_docker_hub_credentials_go_with_docker_hub_imports_only(
 
     assert report.status is RunStatus.SUCCEEDED
     imports = clean_standin.control.stats()["imports"]
-    sent = {item["registry_uri"]: item["credentials_sent"] for item in imports}
+    sent = {item["source"]: item["credentials"] for item in imports}
     assert sent.pop("docker.io") is True
     assert set(sent.values()) == {False}
     assert settings["ACRSYNC_DOCKERHUB_TOKEN"] not in report.to_json()
