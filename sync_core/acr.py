@@ -9,12 +9,25 @@ the upstream tag moves while the import runs.
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
-from azure.core.exceptions import AzureError, HttpResponseError
+from azure.core.exceptions import (
+    AzureError,
+    ClientAuthenticationError,
+    HttpResponseError,
+)
+from azure.mgmt.core.polling.arm_polling import ARMPolling
 
 from sync_core.distribution import DistributionClient
-from sync_core.errors import ImportFailedError
+from sync_core.errors import (
+    FatalRunError,
+    ImportFailedError,
+    ImportTimedOutError,
+    RateLimitedError,
+    Reach,
+    SyncError,
+)
 from sync_core.http import HttpClient, HttpOptions
 from sync_core.reference import (
     Digest,
@@ -82,32 +95,44 @@ class Importer:
         )
 
     def import_digest(
-        self, source: ImageReference, digest: Digest, target: TargetReference
+        self,
+        source: ImageReference,
+        digest: Digest,
+        target: TargetReference,
+        *,
+        deadline: float,
     ) -> None:
-        """Imports ``source@digest`` as the target; raises ImportFailedError."""
+        """Imports ``source@digest`` as the target, giving up at ``deadline``.
+
+        ``deadline`` is on the ``time.monotonic`` clock. Raises ImportFailedError,
+        RateLimitedError when the source registry rate limited ACR, or FatalRunError
+        when the identity may not import at all.
+        """
         parameters = self._parameters(source, digest, target)
+        polling = _DeadlinePolling(
+            deadline,
+            timeout=self._settings.poll_interval_seconds,
+            path_format_arguments={"endpoint": self._settings.arm_endpoint},
+        )
         try:
             poller = self._client.registries.begin_import_image(
-                self._settings.resource_group, self._settings.registry_name, parameters
+                self._settings.resource_group,
+                self._settings.registry_name,
+                parameters,
+                polling=polling,
             )
-            poller.wait(self._settings.import_timeout_seconds)
+            poller.wait()
+        except ImportTimedOutError:
+            raise
+        except ClientAuthenticationError as error:
+            raise _identity_failure(self._settings, error) from error
         except HttpResponseError as error:
-            code = error.error.code if error.error is not None else None
-            raise ImportFailedError(
-                f"ACR refused or failed the import with "
-                f"{code or f'HTTP {error.status_code}'}: {_first_line(error.message)}",
-                code=code,
-            ) from error
+            raise _classify(self._settings, source, error) from error
         except AzureError as error:
             raise ImportFailedError(
-                f"the import could not be started or followed: {error.message}"
+                f"the import could not be started or followed: {error.message}",
+                reach=Reach.TEMPORARY,
             ) from error
-        if not poller.done():
-            raise ImportFailedError(
-                f"the import did not finish within "
-                f"{self._settings.import_timeout_seconds:g} s and may still complete",
-                code="ImportTimedOut",
-            )
 
     def _parameters(
         self, source: ImageReference, digest: Digest, target: TargetReference
@@ -138,6 +163,91 @@ class Importer:
 
     def close(self) -> None:
         self._client.close()
+
+
+class _DeadlinePolling(ARMPolling):
+    """azure-mgmt-core's ARM polling, which gives up when the deadline passes.
+
+    Imports have been seen to stay Accepted or Running for hours; past its deadline
+    an import is reported as timed out and no longer polled.
+    """
+
+    def __init__(self, deadline: float, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._deadline = deadline
+
+    def _delay(self) -> None:
+        if time.monotonic() >= self._deadline:
+            raise ImportTimedOutError(
+                f"the import did not finish by its deadline and may still complete "
+                f"in ACR; it was last {self.status()}",
+                code="ImportTimedOut",
+            )
+        super()._delay()
+
+    def _sleep(self, delay: float) -> None:
+        super()._sleep(max(0.0, min(delay, self._deadline - time.monotonic())))
+
+
+# Words that ACR's import error carries when the source registry rate limited it.
+_RATE_LIMIT_MARKERS = ("toomanyrequests", "too many requests", "429", "rate limit")
+_IMPORTER_ROLE = "Container Registry Data Importer and Data Reader"
+
+
+def _classify(
+    settings: Settings, source: ImageReference, error: HttpResponseError
+) -> SyncError:
+    """Maps ARM's answer to how far the failure reaches."""
+    code = error.error.code if error.error is not None else None
+    detail = _first_line(error.message)
+    status = error.status_code
+    if status == 403 or code == "AuthorizationFailed":
+        return FatalRunError(
+            f"the app's identity needs the role '{_IMPORTER_ROLE}' on registry "
+            f"{settings.registry_name} (resource group {settings.resource_group}) "
+            f"to import; ARM refused with {code or 'HTTP 403'}: {detail}",
+            reason="not-authorized",
+        )
+    if status == 401:
+        return FatalRunError(
+            f"Resource Manager must accept the app's token; check "
+            f"ACRSYNC_ARM_ENDPOINT and ACRSYNC_ARM_AUDIENCE: {detail}",
+            reason="not-authenticated",
+        )
+    if status == 404 and code in ("ResourceNotFound", "ResourceGroupNotFound"):
+        return FatalRunError(
+            f"the registry must exist: {settings.registry_name} in resource group "
+            f"{settings.resource_group} of subscription {settings.subscription_id} "
+            f"(ACRSYNC_REGISTRY_NAME, ACRSYNC_RESOURCE_GROUP, "
+            f"ACRSYNC_SUBSCRIPTION_ID): {detail}",
+            reason="registry-not-found",
+        )
+    words = f"{code or ''} {detail}".lower()
+    if any(marker in words for marker in _RATE_LIMIT_MARKERS):
+        return RateLimitedError(
+            f"ACR's import was rate limited by {source.registry}: {detail}",
+            registry=source.registry,
+        )
+    reach = Reach.TEMPORARY if status is None or status >= 500 else Reach.PERMANENT
+    if status == 429:
+        reach = Reach.TEMPORARY
+    return ImportFailedError(
+        f"ACR refused or failed the import with {code or f'HTTP {status}'}: {detail}",
+        code=code,
+        reach=reach,
+    )
+
+
+def _identity_failure(
+    settings: Settings, error: ClientAuthenticationError
+) -> FatalRunError:
+    identity = settings.managed_identity_client_id or "system-assigned"
+    return FatalRunError(
+        f"the managed identity ({identity}) must give the app a token for Resource "
+        f"Manager; check ACRSYNC_MANAGED_IDENTITY_CLIENT_ID: "
+        f"{_first_line(error.message)}",
+        reason="identity-unavailable",
+    )
 
 
 def _first_line(text: str) -> str:

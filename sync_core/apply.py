@@ -2,7 +2,8 @@
 
 ACR has been seen to report an import as succeeded while the tag pointed elsewhere,
 so every import is verified by reading the target again. Imports run concurrently
-within the run's bound; one failing import stops no other.
+within the run's bound; one failing import stops no other, but a fatal one stops
+the run, and a rate-limited registry's remaining imports wait for the next run.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from sync_core.errors import SyncError
+from sync_core.admission import Admission
+from sync_core.errors import SyncError, VerificationError
 from sync_core.imagelist import Entry
-from sync_core.plan import Plan, PlanAction, PlannedEntry
+from sync_core.plan import Plan, PlanAction, PlannedEntry, Reason
 from sync_core.reference import Digest
 
 log = logging.getLogger(__name__)
@@ -28,6 +30,7 @@ class Outcome(enum.StrEnum):
     IMPORTED = "imported"
     UPDATED = "updated"
     UNCHANGED = "unchanged"
+    DEFERRED = "deferred"
     FAILED = "failed"
 
 
@@ -39,14 +42,20 @@ class EntryResult:
     outcome: Outcome
     digest: Digest | None
     previous_digest: Digest | None
-    reason: str | None
+    reason: Reason | None
     seconds: float
 
 
-ImportDigest = Callable[[Entry, Digest], None]
+# Imports ``entry`` at ``digest``, giving up at a deadline on the monotonic clock.
+ImportDigest = Callable[[Entry, Digest, float], None]
 ReadTarget = Callable[[Entry, Digest], Digest | None]
 
 _DONE = {PlanAction.IMPORT: Outcome.IMPORTED, PlanAction.UPDATE: Outcome.UPDATED}
+_AS_PLANNED = {
+    PlanAction.UNCHANGED: Outcome.UNCHANGED,
+    PlanAction.DEFERRED: Outcome.DEFERRED,
+    PlanAction.FAILED: Outcome.FAILED,
+}
 
 
 def apply_plan(
@@ -54,14 +63,15 @@ def apply_plan(
     *,
     import_digest: ImportDigest,
     read_target: ReadTarget,
+    admission: Admission,
     concurrency: int,
 ) -> tuple[EntryResult, ...]:
     """Carries out every change in the plan and reports each entry in list order."""
 
     def apply_one(planned: PlannedEntry) -> EntryResult:
         if planned.action in _DONE:
-            return _apply_change(planned, import_digest, read_target)
-        return _unapplied(planned)
+            return _apply_change(planned, import_digest, read_target, admission)
+        return _result(planned, _AS_PLANNED[planned.action], planned.reason, 0.0)
 
     with ThreadPoolExecutor(
         max_workers=concurrency, thread_name_prefix="import"
@@ -69,34 +79,36 @@ def apply_plan(
         return tuple(pool.map(apply_one, plan.entries))
 
 
-def _unapplied(planned: PlannedEntry) -> EntryResult:
-    outcome = Outcome.FAILED if planned.action is PlanAction.FAILED else None
-    return EntryResult(
-        entry=planned.entry,
-        outcome=outcome or Outcome.UNCHANGED,
-        digest=planned.source_digest,
-        previous_digest=planned.target_digest,
-        reason=planned.reason,
-        seconds=planned.seconds,
-    )
-
-
 def _apply_change(
-    planned: PlannedEntry, import_digest: ImportDigest, read_target: ReadTarget
+    planned: PlannedEntry,
+    import_digest: ImportDigest,
+    read_target: ReadTarget,
+    admission: Admission,
 ) -> EntryResult:
     started = time.monotonic()
     entry, digest = planned.entry, planned.source_digest
-    reason: str | None
     assert digest is not None, "a planned change always has a source digest"
+    deferral = admission.before_import(entry.source.registry)
+    if deferral is not None:
+        log.warning(
+            "import deferred line=%s source=%s target=%s reason=%s",
+            entry.line,
+            entry.source,
+            entry.target,
+            deferral.message,
+        )
+        return _result(planned, Outcome.DEFERRED, Reason.of_deferral(deferral), 0.0)
+
     try:
-        import_digest(entry, digest)
+        import_digest(entry, digest, admission.import_deadline())
         landed = read_target(entry, digest)
         if landed != digest:
-            raise SyncError(
+            raise VerificationError(
                 f"the target must resolve to the imported digest after an import: "
                 f"{entry.target} resolves to {landed or 'nothing'}, expected {digest}"
             )
     except SyncError as error:
+        admission.record_failure(entry.source.registry, error)
         log.error(
             "import failed line=%s source=%s target=%s digest=%s reason=%s",
             entry.line,
@@ -105,22 +117,29 @@ def _apply_change(
             digest,
             error,
         )
-        outcome, reason = Outcome.FAILED, str(error)
-    else:
-        outcome, reason = _DONE[planned.action], None
-        log.info(
-            "import verified line=%s source=%s target=%s digest=%s action=%s",
-            entry.line,
-            entry.source,
-            entry.target,
-            digest,
-            outcome,
-        )
+        elapsed = time.monotonic() - started
+        return _result(planned, Outcome.FAILED, Reason.of_error(error), elapsed)
+
+    outcome = _DONE[planned.action]
+    log.info(
+        "import verified line=%s source=%s target=%s digest=%s action=%s",
+        entry.line,
+        entry.source,
+        entry.target,
+        digest,
+        outcome,
+    )
+    return _result(planned, outcome, None, time.monotonic() - started)
+
+
+def _result(
+    planned: PlannedEntry, outcome: Outcome, reason: Reason | None, seconds: float
+) -> EntryResult:
     return EntryResult(
-        entry=entry,
+        entry=planned.entry,
         outcome=outcome,
-        digest=digest,
+        digest=planned.source_digest,
         previous_digest=planned.target_digest,
         reason=reason,
-        seconds=planned.seconds + time.monotonic() - started,
+        seconds=planned.seconds + seconds,
     )

@@ -21,7 +21,12 @@ from typing import Protocol
 from azure.core.exceptions import AzureError
 from azure.core.rest import HttpRequest, HttpResponse
 
-from sync_core.errors import RegistryError
+from sync_core.errors import (
+    RateLimitedError,
+    RegistryAccessDeniedError,
+    RegistryError,
+    RegistryUnavailableError,
+)
 from sync_core.http import HttpClient
 from sync_core.reference import Digest
 
@@ -79,10 +84,6 @@ class TokenSource(Protocol):
     def fetch(self, challenge: Challenge, repositories: Sequence[str]) -> Token: ...
 
 
-class ManifestNotFoundError(RegistryError):
-    """The registry has no manifest for that repository and reference."""
-
-
 class DistributionClient:
     """Resolves manifest digests in one registry, caching pull tokens per repository."""
 
@@ -94,6 +95,8 @@ class DistributionClient:
         self._challenge: Challenge | None = None
         self._challenge_known = False
         self._cache: dict[str, Token] = {}
+        # Docker Hub tells every answer how many pulls are left; None: not counted.
+        self.pulls_remaining: int | None = None
 
     def authorize(self, repositories: Iterable[str]) -> None:
         """Asks for pull tokens for many repositories in as few requests as it can."""
@@ -173,25 +176,38 @@ class DistributionClient:
         if token is not None:
             headers["Authorization"] = f"Bearer {token.value}"
         try:
-            return self._http.send(HttpRequest(method, url, headers=headers))
+            response = self._http.send(HttpRequest(method, url, headers=headers))
         except AzureError as error:
             raise RegistryUnavailableError(
                 f"the registry could not be reached: {self._name} ({error.message})"
             ) from error
-
-
-class RegistryAccessDeniedError(RegistryError):
-    """The registry refused access: a missing repository on Docker Hub, or private."""
-
-
-class RegistryUnavailableError(RegistryError):
-    """No answer from the registry after the retry policy gave up."""
+        remaining = parse_rate_limit(response.headers.get("ratelimit-remaining"))
+        if remaining is not None:
+            self.pulls_remaining = remaining
+        return response
 
 
 def _unexpected(
     name: str, repository: str, reference: str, response: HttpResponse
 ) -> RegistryError:
-    return RegistryError(
-        f"the registry answered HTTP {response.status_code}: "
-        f"{name}/{repository} {reference}".rstrip()
-    )
+    """The error for an answer the retry policy gave up on, or never retries."""
+    status = response.status_code
+    where = f"{name}/{repository} {reference}".rstrip()
+    if status == 429:
+        return RateLimitedError(
+            f"the registry kept answering 429 Too Many Requests: {where}",
+            registry=name,
+        )
+    if status >= 500:
+        return RegistryUnavailableError(
+            f"the registry kept answering HTTP {status}: {where}"
+        )
+    return RegistryError(f"the registry answered HTTP {status}: {where}")
+
+
+def parse_rate_limit(value: str | None) -> int | None:
+    """The count in Docker Hub's ``ratelimit-remaining: N;w=SECONDS``, if any."""
+    if not value:
+        return None
+    count = value.split(";", 1)[0].strip()
+    return int(count) if count.isdigit() else None

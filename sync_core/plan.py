@@ -15,7 +15,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from sync_core.errors import SyncError
+from sync_core.admission import Admission, Deferral
+from sync_core.errors import Reach, SourceNotFoundError, SyncError
 from sync_core.imagelist import Entry
 from sync_core.reference import Digest
 
@@ -28,7 +29,25 @@ class PlanAction(enum.StrEnum):
     IMPORT = "import"
     UPDATE = "update"
     UNCHANGED = "unchanged"
+    DEFERRED = "deferred"
     FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    """Why an entry failed or waits: a stable code, words, and how far it reaches."""
+
+    code: str
+    message: str
+    reach: Reach | None
+
+    @classmethod
+    def of_error(cls, error: SyncError) -> Reason:
+        return cls(code=error.reason, message=str(error), reach=error.reach)
+
+    @classmethod
+    def of_deferral(cls, deferral: Deferral) -> Reason:
+        return cls(code=deferral.reason, message=deferral.message, reach=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +58,7 @@ class PlannedEntry:
     action: PlanAction
     source_digest: Digest | None
     target_digest: Digest | None
-    reason: str | None
+    reason: Reason | None
     seconds: float
 
 
@@ -76,29 +95,50 @@ def build_plan(
     *,
     resolve_source: SourceResolver,
     resolve_target: TargetResolver,
+    admission: Admission,
     concurrency: int,
 ) -> Plan:
     """Plans every entry, ``concurrency`` at a time; one failure stops no other."""
 
     def plan_one(entry: Entry) -> PlannedEntry:
-        return _plan_entry(entry, resolve_source, resolve_target)
+        return _plan_entry(entry, resolve_source, resolve_target, admission)
 
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="plan") as pool:
         return Plan(entries=tuple(pool.map(plan_one, entries)))
 
 
 def _plan_entry(
-    entry: Entry, resolve_source: SourceResolver, resolve_target: TargetResolver
+    entry: Entry,
+    resolve_source: SourceResolver,
+    resolve_target: TargetResolver,
+    admission: Admission,
 ) -> PlannedEntry:
     started = time.monotonic()
     source_digest: Digest | None = None
     target_digest: Digest | None = None
+
+    def planned(action: PlanAction, reason: Reason | None) -> PlannedEntry:
+        return PlannedEntry(
+            entry=entry,
+            action=action,
+            source_digest=source_digest,
+            target_digest=target_digest,
+            reason=reason,
+            seconds=time.monotonic() - started,
+        )
+
+    deferral = admission.before_reading(entry.source.registry)
+    if deferral is not None:
+        return planned(PlanAction.DEFERRED, Reason.of_deferral(deferral))
     try:
         source_digest = resolve_source(entry)
         if source_digest is None:
-            raise SyncError(f"the source has no such tag or digest: {entry.source}")
+            raise SourceNotFoundError(
+                f"the source has no such tag or digest: {entry.source}"
+            )
         target_digest = resolve_target(entry, source_digest)
     except SyncError as error:
+        admission.record_failure(entry.source.registry, error)
         log.error(
             "entry not planned line=%s source=%s target=%s reason=%s",
             entry.line,
@@ -106,14 +146,7 @@ def _plan_entry(
             entry.target,
             error,
         )
-        return PlannedEntry(
-            entry=entry,
-            action=PlanAction.FAILED,
-            source_digest=source_digest,
-            target_digest=target_digest,
-            reason=str(error),
-            seconds=time.monotonic() - started,
-        )
+        return planned(PlanAction.FAILED, Reason.of_error(error))
 
     action = decide(source_digest, target_digest)
     log.info(
@@ -124,11 +157,4 @@ def _plan_entry(
         source_digest,
         action,
     )
-    return PlannedEntry(
-        entry=entry,
-        action=action,
-        source_digest=source_digest,
-        target_digest=target_digest,
-        reason=None,
-        seconds=time.monotonic() - started,
-    )
+    return planned(action, None)

@@ -16,7 +16,7 @@ from typing import Any
 
 from sync_core.apply import EntryResult, Outcome
 from sync_core.imagelist import Problem
-from sync_core.plan import Plan, PlanAction
+from sync_core.plan import Plan, PlanAction, Reason
 
 
 class RunStatus(enum.StrEnum):
@@ -45,6 +45,8 @@ class ReportEntry:
     previous_digest: str | None
     action: str
     reason: str | None
+    reason_code: str | None
+    reach: str | None
     duration_seconds: float
 
 
@@ -89,7 +91,7 @@ def rows_from_results(results: Iterable[EntryResult]) -> tuple[ReportEntry, ...]
             digest=result.digest,
             previous_digest=result.previous_digest,
             action=result.outcome.value,
-            reason=result.reason,
+            **_reason_fields(result.reason),
             duration_seconds=round(result.seconds, 3),
         )
         for result in results
@@ -105,11 +107,18 @@ def rows_from_plan(plan: Plan) -> tuple[ReportEntry, ...]:
             digest=planned.source_digest,
             previous_digest=planned.target_digest,
             action=planned.action.value,
-            reason=planned.reason,
+            **_reason_fields(planned.reason),
             duration_seconds=round(planned.seconds, 3),
         )
         for planned in plan.entries
     )
+
+
+def _reason_fields(reason: Reason | None) -> dict[str, str | None]:
+    if reason is None:
+        return {"reason": None, "reason_code": None, "reach": None}
+    reach = reason.reach.value if reason.reach is not None else None
+    return {"reason": reason.message, "reason_code": reason.code, "reach": reach}
 
 
 def count_actions(
@@ -127,10 +136,12 @@ PLAN_ACTIONS = tuple(action.value for action in PlanAction)
 
 
 def status_of(rows: Sequence[ReportEntry]) -> RunStatus:
-    """Succeeded with no failure, failed when every entry failed, else partial."""
+    """Failed when every entry failed, partial when any failed or waits, else
+    succeeded."""
     failed = sum(1 for row in rows if row.action == Outcome.FAILED.value)
-    if failed == 0:
-        return RunStatus.SUCCEEDED
-    if failed == len(rows):
+    deferred = sum(1 for row in rows if row.action == Outcome.DEFERRED.value)
+    if failed and failed == len(rows):
         return RunStatus.FAILED
-    return RunStatus.PARTIAL
+    if failed or deferred:
+        return RunStatus.PARTIAL
+    return RunStatus.SUCCEEDED

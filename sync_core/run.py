@@ -20,8 +20,9 @@ from typing import Any
 from azure.core.exceptions import AzureError
 
 from sync_core.acr import Importer, TargetRegistry
+from sync_core.admission import Admission
 from sync_core.apply import apply_plan
-from sync_core.errors import InvalidImageList, SyncError
+from sync_core.errors import InvalidImageList, Reach, SyncError
 from sync_core.http import HttpOptions
 from sync_core.identity import build_credential
 from sync_core.imagelist import (
@@ -48,6 +49,7 @@ from sync_core.runstore import AlreadyRunningError, RunStore
 from sync_core.settings import Settings
 from sync_core.sources import SourceRegistries
 from sync_core.storage import read_image_list
+from sync_core.tokens import get_entra_token
 
 log = logging.getLogger(__name__)
 
@@ -64,13 +66,15 @@ class RunRequest:
     """What to run and why.
 
     ``list_data`` replaces the published list when given; ``run_id`` is set when the
-    run was announced before it started (a queued run), else one is made.
+    run was announced before it started (a queued run), else one is made;
+    ``budget_seconds`` shortens the run's time budget (a plan answered over HTTP).
     """
 
     mode: Mode
     trigger: str
     list_data: bytes | None = None
     run_id: str | None = None
+    budget_seconds: float | None = None
 
 
 def execute(request: RunRequest, environ: Mapping[str, str]) -> RunReport:
@@ -163,37 +167,47 @@ def _run(
     if data is None:
         data = read_image_list(settings.storage, max_bytes=DEFAULT_LIMITS.max_bytes)
     image_list = parse_image_list(data, login_server=settings.login_server)
-    credential = build_credential(settings, environ)
+    budget = request.budget_seconds or settings.run_budget_seconds
+    admission = Admission(
+        budget_seconds=budget,
+        import_seconds=min(settings.import_timeout_seconds, budget),
+        dockerhub_pull_floor=settings.dockerhub_pull_floor,
+    )
     options = HttpOptions(
         pool_size=settings.max_concurrency * 2,
         request_timeout_seconds=settings.request_timeout_seconds,
+        retry_budget_seconds=budget,
     )
+    credential = build_credential(settings, environ)
+    # One token up front: a wrong identity stops the run with one clear error,
+    # before any entry is tried.
+    get_entra_token(credential, settings.arm_audience + "/.default")
 
     with ExitStack() as stack:
         sources = SourceRegistries(settings, options)
         stack.callback(sources.close)
         target = TargetRegistry(settings, credential, options)
         stack.callback(target.close)
-        plan = _plan(image_list, settings, sources, target)
+        plan = _plan(image_list, settings, sources, target, admission)
         if request.mode is Mode.PLAN:
             rows = rows_from_plan(plan)
-            return clock.report(rows, PLAN_ACTIONS, settings, image_list)
+            return clock.report(rows, PLAN_ACTIONS, settings, image_list, admission)
 
         importer = Importer(settings, credential, options)
         stack.callback(importer.close)
         results = apply_plan(
             plan,
-            import_digest=lambda entry, digest: importer.import_digest(
-                entry.source, digest, entry.target
+            import_digest=lambda entry, digest, deadline: importer.import_digest(
+                entry.source, digest, entry.target, deadline=deadline
             ),
             read_target=lambda entry, digest: target.current_digest(
                 entry.target, digest
             ),
+            admission=admission,
             concurrency=settings.max_concurrency,
         )
-        return clock.report(
-            rows_from_results(results), SYNC_ACTIONS, settings, image_list
-        )
+        rows = rows_from_results(results)
+        return clock.report(rows, SYNC_ACTIONS, settings, image_list, admission)
 
 
 def _plan(
@@ -201,6 +215,7 @@ def _plan(
     settings: Settings,
     sources: SourceRegistries,
     target: TargetRegistry,
+    admission: Admission,
 ) -> Plan:
     entries = image_list.entries
     _authorize("source", lambda: sources.authorize(e.source for e in entries))
@@ -212,12 +227,16 @@ def _plan(
     def resolve_target(entry: Entry, digest: Digest) -> Digest | None:
         return target.current_digest(entry.target, digest)
 
-    return build_plan(
+    plan = build_plan(
         entries,
         resolve_source=lambda entry: sources.resolve(entry.source),
         resolve_target=resolve_target,
+        admission=admission,
         concurrency=settings.max_concurrency,
     )
+    for registry, remaining in sources.pulls_remaining().items():
+        admission.note_pulls_remaining(registry, remaining)
+    return plan
 
 
 def _authorize(side: str, action: Callable[[], None]) -> None:
@@ -225,6 +244,8 @@ def _authorize(side: str, action: Callable[[], None]) -> None:
     try:
         action()
     except SyncError as error:
+        if error.reach is Reach.FATAL:
+            raise
         log.warning("bulk token request failed side=%s reason=%s", side, error)
 
 
@@ -243,12 +264,15 @@ class _Clock:
         actions: tuple[str, ...],
         settings: Settings,
         image_list: ImageList,
+        admission: Admission,
     ) -> RunReport:
+        stopped = admission.stopped
         return RunReport(
             run_id=self.run_id,
             mode=self.request.mode.value,
             trigger=self.request.trigger,
-            status=status_of(rows),
+            status=RunStatus.FAILED if stopped else status_of(rows),
+            message=str(stopped) if stopped else None,
             started_at=self.started_at,
             finished_at=_now(),
             registry=settings.login_server,

@@ -26,6 +26,10 @@ DEFAULT_LIST_BLOB = "images.txt"
 DEFAULT_REPORT_CONTAINER = "sync-reports"
 DEFAULT_STORAGE_CONNECTION = "ACRSYNC_STORAGE"
 
+# host.json's functionTimeout is 10 minutes, the most the Consumption plan allows; a
+# run stops starting imports early enough to report before the host stops it.
+DEFAULT_RUN_BUDGET = 540.0
+
 # Docker Hub serves its registry API from a host other than its name.
 DEFAULT_REGISTRY_ENDPOINTS: Mapping[str, str] = {
     "docker.io": "https://registry-1.docker.io"
@@ -75,6 +79,8 @@ class Settings:
     registry_endpoints: Mapping[str, str]
     dockerhub: DockerHubCredentials | None
     max_concurrency: int
+    run_budget_seconds: float
+    dockerhub_pull_floor: int
     import_timeout_seconds: float
     request_timeout_seconds: float
     poll_interval_seconds: float
@@ -98,6 +104,10 @@ class Settings:
             registry_endpoints=reader.endpoints("REGISTRY_ENDPOINTS"),
             dockerhub=_read_dockerhub(reader),
             max_concurrency=reader.integer("MAX_CONCURRENCY", 8, minimum=1, maximum=64),
+            run_budget_seconds=reader.number("RUN_BUDGET_SECONDS", DEFAULT_RUN_BUDGET),
+            dockerhub_pull_floor=reader.integer(
+                "DOCKERHUB_PULL_FLOOR", 10, minimum=0, maximum=100_000
+            ),
             import_timeout_seconds=reader.number("IMPORT_TIMEOUT_SECONDS", 240.0),
             request_timeout_seconds=reader.number("REQUEST_TIMEOUT_SECONDS", 30.0),
             poll_interval_seconds=reader.number("POLL_INTERVAL_SECONDS", 2.0),

@@ -46,6 +46,14 @@ class SourceRegistries:
             source.repository, source.reference
         )
 
+    def pulls_remaining(self) -> dict[str, int | None]:
+        """Each registry's last ``ratelimit-remaining``, where one was sent."""
+        with self._lock:
+            return {
+                registry: client.pulls_remaining
+                for registry, client in self._clients.items()
+            }
+
     def _client(self, registry: str) -> DistributionClient:
         with self._lock:
             client = self._clients.get(registry)

@@ -22,12 +22,17 @@ from azure.core.exceptions import AzureError
 from azure.core.rest import HttpRequest, HttpResponse
 
 from sync_core.distribution import Challenge, Token
-from sync_core.errors import RegistryError
+from sync_core.errors import (
+    FatalRunError,
+    RateLimitedError,
+    RegistryError,
+    RegistryUnavailableError,
+)
 from sync_core.http import HttpClient, HttpOptions
 from sync_core.settings import DockerHubCredentials
 
 if TYPE_CHECKING:
-    from azure.core.credentials import TokenCredential
+    from azure.core.credentials import AccessToken, TokenCredential
 
 # The distribution spec's token answer may leave out expires_in; it then means 60 s.
 _DEFAULT_TOKEN_SECONDS = 60.0
@@ -157,7 +162,7 @@ class AcrTokenSource:
         with self._lock:
             if self._refresh is not None and self._refresh.is_fresh(now):
                 return self._refresh
-        entra = self._credential.get_token(self._scope)
+        entra = get_entra_token(self._credential, self._scope)
         form = [
             ("grant_type", "access_token"),
             ("service", service),
@@ -192,6 +197,16 @@ class AcrTokenSource:
 
 
 def _json_body(response: HttpResponse, url: str) -> dict[str, Any]:
+    where = urlsplit(url)._replace(query="").geturl()
+    if response.status_code == 429:
+        raise RateLimitedError(
+            f"the token service kept answering 429 Too Many Requests: {where}",
+            registry=urlsplit(url).netloc,
+        )
+    if response.status_code >= 500:
+        raise RegistryUnavailableError(
+            f"the token service kept answering HTTP {response.status_code}: {where}"
+        )
     if response.status_code != 200:
         raise TokenRequestError(
             f"the token service refused the request with HTTP "
@@ -219,3 +234,23 @@ def _jwt_expiry(token: str, fallback_seconds: float) -> float:
         return fallback
     expiry = claims.get("exp") if isinstance(claims, dict) else None
     return float(expiry) if isinstance(expiry, int | float) else fallback
+
+
+def get_entra_token(credential: TokenCredential, scope: str) -> AccessToken:
+    """A Microsoft Entra token; a failure stops the run, as no entry can succeed."""
+    from azure.core.exceptions import ClientAuthenticationError
+
+    try:
+        return credential.get_token(scope)
+    except ClientAuthenticationError as error:
+        raise FatalRunError(
+            f"the managed identity must give the app a token for {scope}; "
+            f"check ACRSYNC_MANAGED_IDENTITY_CLIENT_ID (empty for the "
+            f"system-assigned identity, else a user-assigned identity's client id, "
+            f"not its object id): {_first_line(error.message)}",
+            reason="identity-unavailable",
+        ) from error
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else "no message"

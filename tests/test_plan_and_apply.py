@@ -6,6 +6,7 @@ import threading
 
 import pytest
 
+from sync_core.admission import Admission
 from sync_core.apply import Outcome, apply_plan
 from sync_core.errors import ImportFailedError, RegistryError
 from sync_core.imagelist import Entry, parse_image_list
@@ -22,6 +23,10 @@ from sync_core.report import (
 A = Digest("sha256:" + "a" * 64)
 B = Digest("sha256:" + "b" * 64)
 C = Digest("sha256:" + "c" * 64)
+
+
+def admission(budget: float = 600.0) -> Admission:
+    return Admission(budget_seconds=budget, import_seconds=60.0, dockerhub_pull_floor=5)
 
 
 def entries(text: str) -> tuple[Entry, ...]:
@@ -63,7 +68,7 @@ class FakeRegistries:
     def resolve_target(self, entry: Entry, digest: Digest) -> Digest | None:
         return self.acr.get(str(entry.target))
 
-    def import_digest(self, entry: Entry, digest: Digest) -> None:
+    def import_digest(self, entry: Entry, digest: Digest, deadline: float) -> None:
         with self.lock:
             self.imports.append((str(entry.target), digest))
         if str(entry.target) in self.fail_imports:
@@ -93,6 +98,7 @@ def test_a_plan_reads_both_sides_and_imports_nothing() -> None:
         entries(LIST),
         resolve_source=fake.resolve_source,
         resolve_target=fake.resolve_target,
+        admission=admission(),
         concurrency=2,
     )
 
@@ -114,14 +120,19 @@ def test_a_source_that_cannot_be_resolved_fails_only_its_entry() -> None:
         entries(text),
         resolve_source=fake.resolve_source,
         resolve_target=fake.resolve_target,
+        admission=admission(),
         concurrency=3,
     )
 
     actions = [p.action for p in plan.entries]
     assert actions[:3] == [PlanAction.IMPORT] * 3
     assert actions[3:] == [PlanAction.FAILED, PlanAction.FAILED]
-    assert "HTTP 500" in (plan.entries[3].reason or "")
-    assert "no such tag or digest" in (plan.entries[4].reason or "")
+    reasons = [p.reason for p in plan.entries[3:]]
+    assert reasons[0] is not None
+    assert reasons[1] is not None
+    assert "HTTP 500" in reasons[0].message
+    assert reasons[1].code == "not-found"
+    assert "no such tag or digest" in reasons[1].message
 
 
 def test_applying_imports_each_change_by_digest_and_verifies_it() -> None:
@@ -130,6 +141,7 @@ def test_applying_imports_each_change_by_digest_and_verifies_it() -> None:
         entries(LIST),
         resolve_source=fake.resolve_source,
         resolve_target=fake.resolve_target,
+        admission=admission(),
         concurrency=2,
     )
 
@@ -137,6 +149,7 @@ def test_applying_imports_each_change_by_digest_and_verifies_it() -> None:
         plan,
         import_digest=fake.import_digest,
         read_target=fake.resolve_target,
+        admission=admission(),
         concurrency=2,
     )
 
@@ -158,6 +171,7 @@ def test_one_failing_import_stops_no_other_and_the_run_is_partial() -> None:
         entries(LIST),
         resolve_source=fake.resolve_source,
         resolve_target=fake.resolve_target,
+        admission=admission(),
         concurrency=1,
     )
 
@@ -165,6 +179,7 @@ def test_one_failing_import_stops_no_other_and_the_run_is_partial() -> None:
         plan,
         import_digest=fake.import_digest,
         read_target=fake.resolve_target,
+        admission=admission(),
         concurrency=1,
     )
     rows = rows_from_results(results)
@@ -174,11 +189,13 @@ def test_one_failing_import_stops_no_other_and_the_run_is_partial() -> None:
         Outcome.FAILED,
         Outcome.IMPORTED,
     ]
-    assert "ACR failed the import" in (results[1].reason or "")
+    assert results[1].reason is not None
+    assert "ACR failed the import" in results[1].reason.message
     assert count_actions(rows, SYNC_ACTIONS) == {
         "imported": 2,
         "updated": 0,
         "unchanged": 0,
+        "deferred": 0,
         "failed": 1,
     }
     assert status_of(rows) is RunStatus.PARTIAL
@@ -190,18 +207,22 @@ def test_an_import_the_target_does_not_show_is_reported_failed() -> None:
         entries(LIST),
         resolve_source=fake.resolve_source,
         resolve_target=fake.resolve_target,
+        admission=admission(),
         concurrency=1,
     )
 
     results = apply_plan(
         plan,
-        import_digest=lambda entry, digest: None,
+        import_digest=lambda entry, digest, deadline: None,
         read_target=fake.resolve_target,
+        admission=admission(),
         concurrency=1,
     )
 
     assert {r.outcome for r in results} == {Outcome.FAILED}
-    assert "must resolve to the imported digest" in (results[0].reason or "")
+    assert results[0].reason is not None
+    assert results[0].reason.code == "verification-failed"
+    assert "must resolve to the imported digest" in results[0].reason.message
     assert status_of(rows_from_results(results)) is RunStatus.FAILED
 
 
@@ -213,6 +234,7 @@ def test_a_pinned_source_is_imported_by_its_own_digest() -> None:
         entries(text),
         resolve_source=fake.resolve_source,
         resolve_target=fake.resolve_target,
+        admission=admission(),
         concurrency=1,
     )
 
@@ -220,6 +242,7 @@ def test_a_pinned_source_is_imported_by_its_own_digest() -> None:
         plan,
         import_digest=fake.import_digest,
         read_target=fake.resolve_target,
+        admission=admission(),
         concurrency=1,
     )
 

@@ -69,7 +69,13 @@ def test_a_first_sync_imports_every_image_with_the_upstream_digest(
     report = run(Mode.SYNC, text, app_env)
 
     assert report.status is RunStatus.SUCCEEDED
-    assert report.counts == {"imported": 7, "updated": 0, "unchanged": 0, "failed": 0}
+    assert report.counts == {
+        "imported": 7,
+        "updated": 0,
+        "unchanged": 0,
+        "deferred": 0,
+        "failed": 0,
+    }
     for row, entry in zip(report.entries, parse_image_list(text).entries, strict=True):
         source = entry.source
         upstream = clean_standin.public_digest(
@@ -109,7 +115,13 @@ def test_a_moved_upstream_tag_updates_exactly_that_image(
     report = run(Mode.SYNC, text, app_env)
 
     updated = [row for row in report.entries if row.action == "updated"]
-    assert report.counts == {"imported": 0, "updated": 1, "unchanged": 6, "failed": 0}
+    assert report.counts == {
+        "imported": 0,
+        "updated": 1,
+        "unchanged": 6,
+        "deferred": 0,
+        "failed": 0,
+    }
     assert [row.target for row in updated] == [
         f"{prefix}/ingress-nginx/kube-webhook-certgen:v1.4.1"
     ]
@@ -143,7 +155,13 @@ def test_a_plan_reports_the_changes_and_imports_nothing(
 
     report = run(Mode.PLAN, text, app_env)
 
-    assert report.counts == {"import": 7, "update": 0, "unchanged": 0, "failed": 0}
+    assert report.counts == {
+        "import": 7,
+        "update": 0,
+        "unchanged": 0,
+        "deferred": 0,
+        "failed": 0,
+    }
     assert clean_standin.control.stats()["arm"]["import"] == 0
     assert (
         clean_standin.acr_digest(f"{prefix}/jetstack/cert-manager-webhook", "v1.15.2")
