@@ -66,17 +66,28 @@ def apply_plan(
     admission: Admission,
     concurrency: int,
 ) -> tuple[EntryResult, ...]:
-    """Carries out every change in the plan and reports each entry in list order."""
+    """Carries out every change in the plan and reports each entry in list order.
 
-    def apply_one(planned: PlannedEntry) -> EntryResult:
-        if planned.action in _DONE:
-            return _apply_change(planned, import_digest, read_target, admission)
-        return _result(planned, _AS_PLANNED[planned.action], planned.reason, 0.0)
+    The first import runs alone: when the identity may not import at all, the run
+    stops after that one attempt instead of one attempt per worker.
+    """
+    results = {
+        index: _result(planned, _AS_PLANNED[planned.action], planned.reason, 0.0)
+        for index, planned in enumerate(plan.entries)
+        if planned.action not in _DONE
+    }
+    changes = [i for i, planned in enumerate(plan.entries) if planned.action in _DONE]
 
+    def apply_one(index: int) -> EntryResult:
+        return _apply_change(plan.entries[index], import_digest, read_target, admission)
+
+    if changes:
+        results[changes[0]] = apply_one(changes[0])
     with ThreadPoolExecutor(
         max_workers=concurrency, thread_name_prefix="import"
     ) as pool:
-        return tuple(pool.map(apply_one, plan.entries))
+        results.update(zip(changes[1:], pool.map(apply_one, changes[1:]), strict=True))
+    return tuple(results[index] for index in range(len(plan.entries)))
 
 
 def _apply_change(

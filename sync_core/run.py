@@ -176,6 +176,7 @@ def _run(
     options = HttpOptions(
         pool_size=settings.max_concurrency * 2,
         request_timeout_seconds=settings.request_timeout_seconds,
+        max_wait_seconds=settings.max_retry_wait_seconds,
         retry_budget_seconds=budget,
     )
     credential = build_credential(settings, environ)

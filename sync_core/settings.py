@@ -84,6 +84,7 @@ class Settings:
     import_timeout_seconds: float
     request_timeout_seconds: float
     poll_interval_seconds: float
+    max_retry_wait_seconds: float
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
@@ -111,6 +112,7 @@ class Settings:
             import_timeout_seconds=reader.number("IMPORT_TIMEOUT_SECONDS", 240.0),
             request_timeout_seconds=reader.number("REQUEST_TIMEOUT_SECONDS", 30.0),
             poll_interval_seconds=reader.number("POLL_INTERVAL_SECONDS", 2.0),
+            max_retry_wait_seconds=reader.number("MAX_RETRY_WAIT_SECONDS", 30.0),
         )
 
     def registry_endpoint(self, registry: str) -> str:
