@@ -28,7 +28,7 @@ import json
 import logging
 import re
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -97,6 +97,7 @@ _PASSED_HEADERS = (
     "Accept-Ranges",
     "Content-Range",
     "Location",
+    "Link",
 )
 _CHANGEABLE = {
     "deleteEnabled": True,
@@ -516,7 +517,8 @@ class AcrFront:
                 if (value := response.headers.get(name)) is not None
             ]
             headers.append(("Docker-Distribution-Api-Version", "registry/2.0"))
-            length = int(response.headers.get("Content-Length") or 0)
+            given = response.headers.get("Content-Length")
+            length = int(given) if given is not None else None
             if exchange.method == "HEAD":
                 exchange.send(response.status, b"", headers)
             else:
@@ -582,8 +584,9 @@ class AcrFront:
         exchange.send_json(200, {"repositories": page}, link)
 
     def _send_repository(self, exchange: Exchange, name: str, tags: list[str]) -> None:
-        digests = {digest for _, digest in self._tag_digests(name, tags)}
-        times = [self._store.tag_times(name, tag, "") for tag in tags]
+        pairs = self._tag_digests(name, tags)
+        digests = {digest for _, digest in pairs}
+        times = [self._store.tag_times(name, tag, digest) for tag, digest in pairs]
         exchange.send_json(
             200,
             {
@@ -814,7 +817,7 @@ def _permitted(scope: Access, allowed: frozenset[str]) -> tuple[str, ...]:
 def _page(
     exchange: Exchange,
     items: list[Any],
-    key: Any,
+    key: Callable[[Any], str],
     path: str,
 ) -> tuple[list[Any], dict[str, str]]:
     """One page of a listing after ``last``, at most ``n`` long, with its next Link."""

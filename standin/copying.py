@@ -53,6 +53,7 @@ MANIFEST_ACCEPT = ", ".join(
 MAX_MANIFESTS = 50
 TIMEOUT_SECONDS = 30.0
 _COPY_CHUNK = 1 << 16
+_IDLE_PER_THREAD = 2
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
 
@@ -136,18 +137,19 @@ class Backend:
         """Sends a request; the answer's body is the caller's to read.
 
         Whatever the caller leaves unread is drained afterwards, so the connection
-        can serve the next request.
+        can serve the next request. While an answer is open its connection is the
+        caller's alone: a request made meanwhile gets another.
         """
-        reusable = body is None or isinstance(body, bytes)
-        connection = self._connection(fresh=not reusable)
+        replayable = body is None or isinstance(body, bytes)
+        connection = self._acquire()
         try:
             response = self._send(connection, method, target, headers, body)
         except (http.client.HTTPException, OSError):
             connection.close()
-            if not reusable:
+            if not replayable:
                 raise
             # A kept-alive connection the registry closed meanwhile: once more, anew.
-            connection = self._connection(fresh=True)
+            connection = self._new_connection()
             response = self._send(connection, method, target, headers, body)
 
         try:
@@ -160,8 +162,10 @@ class Backend:
             raise
         finally:
             response.close()
-            if response.will_close or not reusable:
-                connection.close()
+        if response.will_close:
+            connection.close()
+        else:
+            self._release(connection)
 
     def _send(
         self,
@@ -177,16 +181,22 @@ class Backend:
         connection.request(method, target, body=body, headers=sent)
         return connection.getresponse()
 
-    def _connection(self, *, fresh: bool) -> http.client.HTTPConnection:
-        if fresh:
-            return self._new_connection()
-        connection: http.client.HTTPConnection | None = getattr(
-            self._local, "connection", None
-        )
-        if connection is None or connection.sock is None:
-            connection = self._new_connection()
-            self._local.connection = connection
-        return connection
+    def _acquire(self) -> http.client.HTTPConnection:
+        idle: list[http.client.HTTPConnection] = getattr(self._local, "idle", [])
+        self._local.idle = idle
+        while idle:
+            connection = idle.pop()
+            if connection.sock is not None:
+                return connection
+        return self._new_connection()
+
+    def _release(self, connection: http.client.HTTPConnection) -> None:
+        idle: list[http.client.HTTPConnection] = getattr(self._local, "idle", [])
+        self._local.idle = idle
+        if connection.sock is None or len(idle) >= _IDLE_PER_THREAD:
+            connection.close()
+        else:
+            idle.append(connection)
 
     def _new_connection(self) -> http.client.HTTPConnection:
         if self.secure:
@@ -228,7 +238,9 @@ class Manifest:
         return value
 
     def children(self) -> list[str]:
-        """The digests an index lists."""
+        """The digests an index lists; none for an image manifest."""
+        if not self.is_index:
+            return []
         return [entry["digest"] for entry in self.document().get("manifests", [])]
 
     def blobs(self) -> list[tuple[str, int]]:
@@ -266,8 +278,11 @@ class RegistryReader:
         self._display = display
         self._credentials = credentials
         self._tokens: dict[str, str] = {}
+        self._challenge: http.client.HTTPMessage | None = None
+        self._pinged = False
 
     def get_manifest(self, repository: str, reference: str) -> Manifest:
+        self._authenticate(repository)
         target = f"/v2/{repository_path(repository)}/manifests/{reference}"
         reply = self._request("GET", target, repository, {"Accept": MANIFEST_ACCEPT})
         if reply.status != 200:
@@ -328,6 +343,26 @@ class RegistryReader:
                 "SourceRegistryUnavailable", f"{self._display} did not answer: {error}"
             ) from error
         return reply
+
+    def _authenticate(self, repository: str) -> None:
+        """Gets a token before the first request, as registry clients do: ``GET /v2/``
+        names the token service in its challenge (distribution specification,
+        "Determining support"), so no manifest request is spent on a 401."""
+        if repository in self._tokens:
+            return
+        if not self._pinged:
+            self._pinged = True
+            try:
+                reply = self._backend.request("GET", "/v2/")
+            except OSError as error:
+                raise CopyError(
+                    "SourceRegistryUnavailable",
+                    f"{self._display} did not answer: {error}",
+                ) from error
+            if reply.status == 401:
+                self._challenge = reply.headers
+        if self._challenge is not None:
+            self._answer_challenge(self._challenge, repository)
 
     def _authorization(self, repository: str) -> dict[str, str]:
         token = self._tokens.get(repository)
@@ -560,24 +595,24 @@ def _collect_manifests(
 
     def visit(manifest: Manifest) -> None:
         seen.add(manifest.digest)
-        if len(seen) > plan.max_manifests:
+        children = [digest for digest in manifest.children() if digest not in seen]
+        # Counted from the index itself, before any child is fetched.
+        if len(seen) + len(set(children)) > plan.max_manifests:
             raise CopyError(
                 "TooManyManifests",
                 f"an image may hold at most {plan.max_manifests} manifests; "
                 f"{plan.source_repository}:{plan.reference} holds more",
             )
-        if manifest.is_index:
-            for child_digest in manifest.children():
-                if child_digest in seen:
-                    continue
-                child = reader.get_manifest(plan.source_repository, child_digest)
-                if child.digest != child_digest:
-                    raise CopyError(
-                        "DigestMismatch",
-                        f"child {child_digest} of {top.digest} hashes to "
-                        f"{child.digest}",
-                    )
-                visit(child)
+        for child_digest in children:
+            if child_digest in seen:
+                continue
+            child = reader.get_manifest(plan.source_repository, child_digest)
+            if child.digest != child_digest:
+                raise CopyError(
+                    "DigestMismatch",
+                    f"child {child_digest} of {top.digest} hashes to {child.digest}",
+                )
+            visit(child)
         ordered.append(manifest)
 
     visit(top)

@@ -340,7 +340,8 @@ class PublicFront:
             ]
             headers.append(("Docker-Distribution-Api-Version", "registry/2.0"))
             headers += list((extra or {}).items())
-            length = int(response.headers.get("Content-Length") or 0)
+            given = response.headers.get("Content-Length")
+            length = int(given) if given is not None else None
             if exchange.method == "HEAD":
                 exchange.send(response.status, b"", headers)
             else:

@@ -223,7 +223,6 @@ class Exchange:
         self.headers = handler.headers
         self.body = body
         self.answered = False
-        self.status: int | None = None
 
     def query_value(self, name: str) -> str | None:
         values = self.query.get(name)
@@ -245,7 +244,9 @@ class Exchange:
 
     def bearer_token(self) -> str | None:
         scheme, _, value = (self.header("Authorization") or "").partition(" ")
-        return value.strip() or None if scheme.lower() == "bearer" else None
+        if scheme.lower() != "bearer":
+            return None
+        return value.strip() or None
 
     def basic_credentials(self) -> tuple[str, str] | None:
         scheme, _, value = (self.header("Authorization") or "").partition(" ")
@@ -282,13 +283,17 @@ class Exchange:
         self.send(status, body, headers, content_type="application/json; charset=utf-8")
 
     def send_stream(
-        self, status: int, headers: Headers, stream: BinaryIO, length: int
+        self, status: int, headers: Headers, stream: BinaryIO, length: int | None
     ) -> None:
-        """Answers with ``length`` bytes copied from a stream."""
+        """Answers with ``length`` bytes copied from a stream; with no length given,
+        with all the stream holds."""
         pairs = list(headers.items()) if isinstance(headers, Mapping) else list(headers)
         pairs = [
             (name, value) for name, value in pairs if name.lower() != "content-length"
         ]
+        if length is None:
+            self.send(status, stream.read(), pairs)
+            return
         pairs.append(("Content-Length", str(length)))
         self._start(status, pairs)
         if self.method == "HEAD":
@@ -312,7 +317,6 @@ class Exchange:
         if self.answered:
             raise RuntimeError(f"{self.method} {self.path} was answered twice")
         self.answered = True
-        self.status = status
         self._handler.send_response(status)
         for name, value in headers:
             self._handler.send_header(name, value)
@@ -372,6 +376,9 @@ class _Listener(ThreadingHTTPServer):
 class _RequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     timeout = HANDLER_TIMEOUT_SECONDS
+    # Headers and body leave in separate writes; with Nagle's algorithm the body
+    # would wait for the client's delayed ACK, some 40 ms a request.
+    disable_nagle_algorithm = True
     server: _Listener
 
     def setup(self) -> None:
@@ -544,7 +551,18 @@ class Dispatcher:
                 exchange, fault.status, fault.code, fault.message, headers
             )
             return
-        surface.handle(exchange, fault)
+
+        try:
+            surface.handle(exchange, fault)
+        except (BrokenPipeError, ConnectionResetError):
+            raise
+        except Exception as error:
+            if exchange.answered:
+                raise
+            # Answered in the surface's own error shape, so the client can read it.
+            logger.exception("request %s %s failed", exchange.method, exchange.path)
+            message = f"The stand-in failed: {type(error).__name__}: {error}"
+            surface.send_status(exchange, 500, None, message, {})
 
 
 class StandinServer:
@@ -663,8 +681,16 @@ class StandinServer:
             self._threads.append(thread)
 
     def stop(self) -> None:
+        # Each shutdown waits out its loop's poll interval; all at once, not in turn.
+        stoppers = [
+            threading.Thread(target=listener.shutdown, daemon=True)
+            for listener in self._listeners()
+        ]
+        for stopper in stoppers:
+            stopper.start()
+        for stopper in stoppers:
+            stopper.join(timeout=5)
         for listener in self._listeners():
-            listener.shutdown()
             listener.server_close()
         for thread in self._threads:
             thread.join(timeout=5)

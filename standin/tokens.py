@@ -163,11 +163,13 @@ class TokenSigner:
         self._clock = clock
 
     @classmethod
-    def from_secret(cls, secret: str) -> TokenSigner:
+    def from_secret(
+        cls, secret: str, clock: Callable[[], float] = time.time
+    ) -> TokenSigner:
         """A signer whose key follows from a configured secret, so tokens outlive a
         restart of the stand-in with the same configuration."""
         key = hashlib.sha256(b"standin-token-key\0" + secret.encode()).digest()
-        return cls(key)
+        return cls(key, clock)
 
     def now(self) -> int:
         return int(self._clock())

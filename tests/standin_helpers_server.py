@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -20,7 +21,9 @@ from azure.mgmt.containerregistry import ContainerRegistryManagementClient
 from standin.harness import Standin
 from standin.images import (
     SINGLE_PLATFORM,
+    Content,
     Digest,
+    Image,
     Platform,
     build_image,
     push_image,
@@ -211,6 +214,39 @@ class Live:
                 image,
             )
 
+    def push_public_index(
+        self, host: str, repository: str, tag: str, children: int
+    ) -> Digest:
+        """Pushes an index over that many manifests, all sharing one layer."""
+        base = build_image(f"{host}/{repository}:{tag} {uuid.uuid4()}")
+        manifest = json.loads(base.top.data)
+        manifests = [
+            Content(
+                OCI_MANIFEST,
+                json.dumps(
+                    {**manifest, "annotations": {"standin.child": str(number)}}
+                ).encode(),
+            )
+            for number in range(children)
+        ]
+        index = {
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": [
+                child.descriptor(
+                    platform={"os": "linux", "architecture": f"arch{number}"}
+                )
+                for number, child in enumerate(manifests)
+            ],
+        }
+        image = Image(
+            base.blobs, (*manifests, Content(OCI_INDEX, json.dumps(index).encode()))
+        )
+        with registry_session() as session:
+            return push_image(
+                session, self.standin.public_backend, f"{host}/{repository}", tag, image
+            )
+
     def manifest_bytes(self, base_url: str, repository: str, reference: str) -> bytes:
         """A manifest's bytes from a backend, as stored."""
         with registry_session() as session:
@@ -244,5 +280,9 @@ def skopeo_inspect_raw(
         timeout=60,
         check=False,
         # No login a user made elsewhere may leak into the test.
-        env={**os.environ, "HOME": str(work), "REGISTRY_AUTH_FILE": str(work / "auth.json")},
+        env={
+            **os.environ,
+            "HOME": str(work),
+            "REGISTRY_AUTH_FILE": str(work / "auth.json"),
+        },
     )

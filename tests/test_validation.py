@@ -325,3 +325,23 @@ def test_python_m_sync_core_validate_prints_github_annotations() -> None:
     assert completed.stdout.startswith(
         "::error line=2,col=11,title=reference-invalid-character::"
     )
+
+
+def test_the_validator_runs_on_a_bare_python_with_no_packages() -> None:
+    """Pipelines lint the list with one line and no install step."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    completed = subprocess.run(
+        [sys.executable, "-S", "-m", "sync_core", "validate", "examples/images.txt"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert completed.returncode == 0, completed.stderr
+    assert "valid, 7 entries" in completed.stdout
