@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import enum
 import logging
+import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 from sync_core.admission import Admission
 from sync_core.errors import SyncError, VerificationError
@@ -50,6 +53,8 @@ class EntryResult:
 ImportDigest = Callable[[Entry, Digest, float], None]
 ReadTarget = Callable[[Entry, Digest], Digest | None]
 
+T = TypeVar("T")
+
 _DONE = {PlanAction.IMPORT: Outcome.IMPORTED, PlanAction.UPDATE: Outcome.UPDATED}
 _AS_PLANNED = {
     PlanAction.UNCHANGED: Outcome.UNCHANGED,
@@ -66,28 +71,89 @@ def apply_plan(
     admission: Admission,
     concurrency: int,
 ) -> tuple[EntryResult, ...]:
-    """Carries out every change in the plan and reports each entry in list order.
+    """Carries out every change of a finished plan; results in list order."""
+    return plan_and_apply(
+        plan.entries,
+        plan_one=lambda planned: planned,
+        import_digest=import_digest,
+        read_target=read_target,
+        admission=admission,
+        read_concurrency=1,
+        import_concurrency=concurrency,
+    )
 
-    The first import runs alone: when the identity may not import at all, the run
-    stops after that one attempt instead of one attempt per worker.
+
+def plan_and_apply(
+    items: Sequence[T],
+    *,
+    plan_one: Callable[[T], PlannedEntry],
+    import_digest: ImportDigest,
+    read_target: ReadTarget,
+    admission: Admission,
+    read_concurrency: int,
+    import_concurrency: int,
+) -> tuple[EntryResult, ...]:
+    """Plans each item and applies each change as soon as it is planned.
+
+    Reading the registries and importing overlap: ``read_concurrency`` entries are
+    planned at once, and each change goes to a separate pool of
+    ``import_concurrency`` imports, the bound ACR takes. Each entry's plan is still
+    decided, without side effects, before it is applied. The first import runs
+    alone: when the identity may not import at all, the run stops after that one
+    attempt instead of one attempt per worker. So does the first import from each
+    source registry: when that registry rate limits ACR, its other entries are held
+    back instead of all failing at once. Results come in list order.
     """
-    results = {
-        index: _result(planned, _AS_PLANNED[planned.action], planned.reason, 0.0)
-        for index, planned in enumerate(plan.entries)
-        if planned.action not in _DONE
-    }
-    changes = [i for i, planned in enumerate(plan.entries) if planned.action in _DONE]
+    first = _FirstAlone()
+    first_from: defaultdict[str, _FirstAlone] = defaultdict(_FirstAlone)
+    first_from_lock = threading.Lock()
 
-    def apply_one(index: int) -> EntryResult:
-        return _apply_change(plan.entries[index], import_digest, read_target, admission)
+    def first_alone(planned: PlannedEntry) -> EntryResult:
+        with first_from_lock:
+            registry_first = first_from[planned.entry.source.registry]
+        return first.run(
+            lambda: registry_first.run(
+                lambda: _apply_change(planned, import_digest, read_target, admission)
+            )
+        )
 
-    if changes:
-        results[changes[0]] = apply_one(changes[0])
-    with ThreadPoolExecutor(
-        max_workers=concurrency, thread_name_prefix="import"
-    ) as pool:
-        results.update(zip(changes[1:], pool.map(apply_one, changes[1:]), strict=True))
-    return tuple(results[index] for index in range(len(plan.entries)))
+    with (
+        ThreadPoolExecutor(import_concurrency, thread_name_prefix="import") as imports,
+        ThreadPoolExecutor(read_concurrency, thread_name_prefix="plan") as reads,
+    ):
+
+        def plan_then_apply(item: T) -> Future[EntryResult]:
+            planned = plan_one(item)
+            if planned.action not in _DONE:
+                done: Future[EntryResult] = Future()
+                done.set_result(
+                    _result(planned, _AS_PLANNED[planned.action], planned.reason, 0.0)
+                )
+                return done
+            return imports.submit(first_alone, planned)
+
+        applied = [reads.submit(plan_then_apply, item) for item in items]
+        return tuple(future.result().result() for future in applied)
+
+
+class _FirstAlone:
+    """Lets the first caller run alone; everyone else waits until it is done."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._claimed = False
+        self._done = threading.Event()
+
+    def run(self, work: Callable[[], EntryResult]) -> EntryResult:
+        with self._lock:
+            is_first, self._claimed = not self._claimed, True
+        if not is_first:
+            self._done.wait()
+            return work()
+        try:
+            return work()
+        finally:
+            self._done.set()
 
 
 def _apply_change(

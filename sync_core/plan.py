@@ -92,27 +92,22 @@ TargetResolver = Callable[[Entry, Digest], Digest | None]
 
 def build_plan(
     entries: Sequence[Entry],
-    *,
-    resolve_source: SourceResolver,
-    resolve_target: TargetResolver,
-    admission: Admission,
+    plan_one: Callable[[Entry], PlannedEntry],
     concurrency: int,
 ) -> Plan:
     """Plans every entry, ``concurrency`` at a time; one failure stops no other."""
-
-    def plan_one(entry: Entry) -> PlannedEntry:
-        return _plan_entry(entry, resolve_source, resolve_target, admission)
-
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="plan") as pool:
         return Plan(entries=tuple(pool.map(plan_one, entries)))
 
 
-def _plan_entry(
+def plan_entry(
     entry: Entry,
+    *,
     resolve_source: SourceResolver,
     resolve_target: TargetResolver,
     admission: Admission,
 ) -> PlannedEntry:
+    """Reads both sides for one entry and decides; changes nothing."""
     started = time.monotonic()
     source_digest: Digest | None = None
     target_digest: Digest | None = None

@@ -21,7 +21,7 @@ from azure.core.exceptions import AzureError
 
 from sync_core.acr import Importer, TargetRegistry
 from sync_core.admission import Admission
-from sync_core.apply import apply_plan
+from sync_core.apply import plan_and_apply
 from sync_core.errors import InvalidImageList, Reach, SyncError
 from sync_core.http import HttpOptions
 from sync_core.identity import build_credential
@@ -32,7 +32,7 @@ from sync_core.imagelist import (
     Problem,
     parse_image_list,
 )
-from sync_core.plan import Plan, build_plan
+from sync_core.plan import PlannedEntry, build_plan, plan_entry
 from sync_core.reference import Digest
 from sync_core.report import (
     PLAN_ACTIONS,
@@ -174,7 +174,7 @@ def _run(
         dockerhub_pull_floor=settings.dockerhub_pull_floor,
     )
     options = HttpOptions(
-        pool_size=settings.max_concurrency * 2,
+        pool_size=settings.read_concurrency + settings.max_concurrency,
         request_timeout_seconds=settings.request_timeout_seconds,
         max_wait_seconds=settings.max_retry_wait_seconds,
         retry_budget_seconds=budget,
@@ -185,59 +185,50 @@ def _run(
     get_entra_token(credential, settings.arm_audience + "/.default")
 
     with ExitStack() as stack:
-        sources = SourceRegistries(settings, options)
+        sources = SourceRegistries(
+            settings, options, on_pulls_remaining=admission.note_pulls_remaining
+        )
         stack.callback(sources.close)
         target = TargetRegistry(settings, credential, options)
         stack.callback(target.close)
-        plan = _plan(image_list, settings, sources, target, admission)
+        entries = image_list.entries
+        _authorize("source", lambda: sources.authorize(e.source for e in entries))
+        _authorize(
+            "target",
+            lambda: target.authorize(sorted({e.target.repository for e in entries})),
+        )
+
+        def read_target(entry: Entry, digest: Digest) -> Digest | None:
+            return target.current_digest(entry.target, digest)
+
+        def plan_one(entry: Entry) -> PlannedEntry:
+            return plan_entry(
+                entry,
+                resolve_source=lambda e: sources.resolve(e.source),
+                resolve_target=read_target,
+                admission=admission,
+            )
+
         if request.mode is Mode.PLAN:
+            plan = build_plan(entries, plan_one, settings.read_concurrency)
             rows = rows_from_plan(plan)
             return clock.report(rows, PLAN_ACTIONS, settings, image_list, admission)
 
         importer = Importer(settings, credential, options)
         stack.callback(importer.close)
-        results = apply_plan(
-            plan,
+        results = plan_and_apply(
+            entries,
+            plan_one=plan_one,
             import_digest=lambda entry, digest, deadline: importer.import_digest(
                 entry.source, digest, entry.target, deadline=deadline
             ),
-            read_target=lambda entry, digest: target.current_digest(
-                entry.target, digest
-            ),
+            read_target=read_target,
             admission=admission,
-            concurrency=settings.max_concurrency,
+            read_concurrency=settings.read_concurrency,
+            import_concurrency=settings.max_concurrency,
         )
         rows = rows_from_results(results)
         return clock.report(rows, SYNC_ACTIONS, settings, image_list, admission)
-
-
-def _plan(
-    image_list: ImageList,
-    settings: Settings,
-    sources: SourceRegistries,
-    target: TargetRegistry,
-    admission: Admission,
-) -> Plan:
-    entries = image_list.entries
-    _authorize("source", lambda: sources.authorize(e.source for e in entries))
-    _authorize(
-        "target",
-        lambda: target.authorize(sorted({e.target.repository for e in entries})),
-    )
-
-    def resolve_target(entry: Entry, digest: Digest) -> Digest | None:
-        return target.current_digest(entry.target, digest)
-
-    plan = build_plan(
-        entries,
-        resolve_source=lambda entry: sources.resolve(entry.source),
-        resolve_target=resolve_target,
-        admission=admission,
-        concurrency=settings.max_concurrency,
-    )
-    for registry, remaining in sources.pulls_remaining().items():
-        admission.note_pulls_remaining(registry, remaining)
-    return plan
 
 
 def _authorize(side: str, action: Callable[[], None]) -> None:

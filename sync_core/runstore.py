@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from contextlib import suppress
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
@@ -38,6 +39,9 @@ LOCK_BLOB = "run.lock"
 # Blob leases last 15 to 60 seconds or forever; a finite one frees itself after a crash.
 LEASE_SECONDS = 60
 _RENEW_EVERY_SECONDS = LEASE_SECONDS / 3
+# A new holder writes its run id right after taking the lease.
+_HOLDER_READS = 10
+_HOLDER_READ_PAUSE_SECONDS = 0.1
 
 
 class AlreadyRunningError(SyncError):
@@ -180,6 +184,8 @@ class RunLock:
         if self._lease is None:
             return
         try:
+            # The next holder writes its own id; until then no stale id may show.
+            self._blob.set_blob_metadata({}, lease=self._lease)
             self._lease.release()
         except AzureError as error:
             log.warning(
@@ -199,7 +205,11 @@ class RunLock:
                 )
 
     def _current_holder(self) -> str | None:
-        with suppress(AzureError):
-            run_id = self._blob.get_blob_properties().metadata.get("run_id")
-            return str(run_id) if run_id else None
+        """The holder's run id; a holder that just took the lease writes it soon."""
+        for _ in range(_HOLDER_READS):
+            with suppress(AzureError):
+                run_id = self._blob.get_blob_properties().metadata.get("run_id")
+                if run_id:
+                    return str(run_id)
+            time.sleep(_HOLDER_READ_PAUSE_SECONDS)
         return None

@@ -79,6 +79,7 @@ class Settings:
     registry_endpoints: Mapping[str, str]
     dockerhub: DockerHubCredentials | None
     max_concurrency: int
+    read_concurrency: int
     run_budget_seconds: float
     dockerhub_pull_floor: int
     import_timeout_seconds: float
@@ -105,6 +106,9 @@ class Settings:
             registry_endpoints=reader.endpoints("REGISTRY_ENDPOINTS"),
             dockerhub=_read_dockerhub(reader),
             max_concurrency=reader.integer("MAX_CONCURRENCY", 8, minimum=1, maximum=64),
+            read_concurrency=reader.integer(
+                "READ_CONCURRENCY", 16, minimum=1, maximum=128
+            ),
             run_budget_seconds=reader.number("RUN_BUDGET_SECONDS", DEFAULT_RUN_BUDGET),
             dockerhub_pull_floor=reader.integer(
                 "DOCKERHUB_PULL_FLOOR", 10, minimum=0, maximum=100_000

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from sync_core.distribution import DistributionClient
 from sync_core.http import HttpClient, HttpOptions
@@ -22,8 +22,15 @@ from sync_core.tokens import RegistryTokenSource
 class SourceRegistries:
     """One distribution client per source registry, made when first needed."""
 
-    def __init__(self, settings: Settings, options: HttpOptions) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        options: HttpOptions,
+        *,
+        on_pulls_remaining: Callable[[str, int | None], None] | None = None,
+    ) -> None:
         self._settings = settings
+        self._on_pulls_remaining = on_pulls_remaining
         self._options = options
         self._lock = threading.Lock()
         self._clients: dict[str, DistributionClient] = {}
@@ -42,17 +49,11 @@ class SourceRegistries:
         """The digest the source names now: its pinned digest, or its tag's."""
         if source.digest is not None:
             return source.digest
-        return self._client(source.registry).manifest_digest(
-            source.repository, source.reference
-        )
-
-    def pulls_remaining(self) -> dict[str, int | None]:
-        """Each registry's last ``ratelimit-remaining``, where one was sent."""
-        with self._lock:
-            return {
-                registry: client.pulls_remaining
-                for registry, client in self._clients.items()
-            }
+        client = self._client(source.registry)
+        digest = client.manifest_digest(source.repository, source.reference)
+        if self._on_pulls_remaining is not None:
+            self._on_pulls_remaining(source.registry, client.pulls_remaining)
+        return digest
 
     def _client(self, registry: str) -> DistributionClient:
         with self._lock:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import threading
+import time
+from collections import Counter
+from collections.abc import Callable
 
 import pytest
 
 from sync_core.admission import Admission
-from sync_core.apply import Outcome, apply_plan
-from sync_core.errors import ImportFailedError, RegistryError
+from sync_core.apply import Outcome, apply_plan, plan_and_apply
+from sync_core.errors import FatalRunError, ImportFailedError, RegistryError
 from sync_core.imagelist import Entry, parse_image_list
-from sync_core.plan import PlanAction, build_plan, decide
+from sync_core.plan import PlanAction, PlannedEntry, build_plan, decide, plan_entry
 from sync_core.reference import Digest
 from sync_core.report import (
     SYNC_ACTIONS,
@@ -27,6 +30,20 @@ C = Digest("sha256:" + "c" * 64)
 
 def admission(budget: float = 600.0) -> Admission:
     return Admission(budget_seconds=budget, import_seconds=60.0, dockerhub_pull_floor=5)
+
+
+def planner(fake: FakeRegistries) -> Callable[[Entry], PlannedEntry]:
+    gate = admission()
+
+    def plan_one(entry: Entry) -> PlannedEntry:
+        return plan_entry(
+            entry,
+            resolve_source=fake.resolve_source,
+            resolve_target=fake.resolve_target,
+            admission=gate,
+        )
+
+    return plan_one
 
 
 def entries(text: str) -> tuple[Entry, ...]:
@@ -94,13 +111,7 @@ def test_a_plan_reads_both_sides_and_imports_nothing() -> None:
         {"jetstack/controller:v1.15.2": A, "jetstack/webhook:v1.15.2": A},
     )
 
-    plan = build_plan(
-        entries(LIST),
-        resolve_source=fake.resolve_source,
-        resolve_target=fake.resolve_target,
-        admission=admission(),
-        concurrency=2,
-    )
+    plan = build_plan(entries(LIST), planner(fake), 2)
 
     assert [p.action for p in plan.entries] == [
         PlanAction.UNCHANGED,
@@ -116,13 +127,7 @@ def test_a_source_that_cannot_be_resolved_fails_only_its_entry() -> None:
     fake = FakeRegistries(UPSTREAM, {})
     text = LIST + "quay.io/broken/image:1 => broken\nquay.io/gone/image:1 => gone\n"
 
-    plan = build_plan(
-        entries(text),
-        resolve_source=fake.resolve_source,
-        resolve_target=fake.resolve_target,
-        admission=admission(),
-        concurrency=3,
-    )
+    plan = build_plan(entries(text), planner(fake), 3)
 
     actions = [p.action for p in plan.entries]
     assert actions[:3] == [PlanAction.IMPORT] * 3
@@ -137,13 +142,7 @@ def test_a_source_that_cannot_be_resolved_fails_only_its_entry() -> None:
 
 def test_applying_imports_each_change_by_digest_and_verifies_it() -> None:
     fake = FakeRegistries(UPSTREAM, {"jetstack/controller:v1.15.2": A})
-    plan = build_plan(
-        entries(LIST),
-        resolve_source=fake.resolve_source,
-        resolve_target=fake.resolve_target,
-        admission=admission(),
-        concurrency=2,
-    )
+    plan = build_plan(entries(LIST), planner(fake), 2)
 
     results = apply_plan(
         plan,
@@ -167,13 +166,7 @@ def test_applying_imports_each_change_by_digest_and_verifies_it() -> None:
 def test_one_failing_import_stops_no_other_and_the_run_is_partial() -> None:
     fake = FakeRegistries(UPSTREAM, {})
     fake.fail_imports.add("jetstack/webhook:v1.15.2")
-    plan = build_plan(
-        entries(LIST),
-        resolve_source=fake.resolve_source,
-        resolve_target=fake.resolve_target,
-        admission=admission(),
-        concurrency=1,
-    )
+    plan = build_plan(entries(LIST), planner(fake), 1)
 
     results = apply_plan(
         plan,
@@ -203,13 +196,7 @@ def test_one_failing_import_stops_no_other_and_the_run_is_partial() -> None:
 
 def test_an_import_the_target_does_not_show_is_reported_failed() -> None:
     fake = FakeRegistries(UPSTREAM, {})
-    plan = build_plan(
-        entries(LIST),
-        resolve_source=fake.resolve_source,
-        resolve_target=fake.resolve_target,
-        admission=admission(),
-        concurrency=1,
-    )
+    plan = build_plan(entries(LIST), planner(fake), 1)
 
     results = apply_plan(
         plan,
@@ -230,13 +217,7 @@ def test_a_pinned_source_is_imported_by_its_own_digest() -> None:
     fake = FakeRegistries({}, {})
     source = f"registry.k8s.io/ingress-nginx/controller:v1.11.1@{B}"
     text = f"{source} => ingress-nginx/controller"
-    plan = build_plan(
-        entries(text),
-        resolve_source=fake.resolve_source,
-        resolve_target=fake.resolve_target,
-        admission=admission(),
-        concurrency=1,
-    )
+    plan = build_plan(entries(text), planner(fake), 1)
 
     apply_plan(
         plan,
@@ -247,3 +228,80 @@ def test_a_pinned_source_is_imported_by_its_own_digest() -> None:
     )
 
     assert fake.imports == [("ingress-nginx/controller:v1.11.1", B)]
+
+
+MANY = "".join(
+    f"quay.io/jetstack/image-{n}:v1 => jetstack/image-{n}\n" for n in range(12)
+)
+MANY_UPSTREAM = {f"quay.io/jetstack/image-{n}:v1": A for n in range(12)}
+
+
+class TimedImports(FakeRegistries):
+    """Records when each import starts and ends, and how many run at once."""
+
+    def __init__(self) -> None:
+        super().__init__(MANY_UPSTREAM, {})
+        self.spans: list[tuple[float, float]] = []
+        self.running = 0
+        self.most = 0
+
+    def import_digest(self, entry: Entry, digest: Digest, deadline: float) -> None:
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        started = time.monotonic()
+        time.sleep(0.05)
+        super().import_digest(entry, digest, deadline)
+        with self.lock:
+            self.running -= 1
+            self.spans.append((started, time.monotonic()))
+
+
+def test_the_first_import_runs_alone_then_imports_run_concurrently() -> None:
+    fake = TimedImports()
+    gate = admission()
+
+    results = plan_and_apply(
+        entries(MANY),
+        plan_one=planner(fake),
+        import_digest=fake.import_digest,
+        read_target=fake.resolve_target,
+        admission=gate,
+        read_concurrency=4,
+        import_concurrency=4,
+    )
+
+    first_end = min(end for _, end in fake.spans)
+    assert {r.outcome for r in results} == {Outcome.IMPORTED}
+    assert [r.entry.line for r in results] == list(range(1, 13))
+    assert sum(1 for start, _ in fake.spans if start < first_end) == 1
+    assert fake.most == 4
+
+
+def test_a_fatal_first_import_stops_every_other_import() -> None:
+    fake = FakeRegistries(MANY_UPSTREAM, {})
+    calls: list[Entry] = []
+
+    def refuse(entry: Entry, digest: Digest, deadline: float) -> None:
+        calls.append(entry)
+        raise FatalRunError(
+            "the identity needs the importer role", reason="not-authorized"
+        )
+
+    results = plan_and_apply(
+        entries(MANY),
+        plan_one=planner(fake),
+        import_digest=refuse,
+        read_target=fake.resolve_target,
+        admission=admission(),
+        read_concurrency=4,
+        import_concurrency=4,
+    )
+
+    outcomes = Counter(r.outcome for r in results)
+    assert len(calls) == 1
+    assert outcomes == {Outcome.FAILED: 1, Outcome.DEFERRED: 11}
+    assert {r.reason.code for r in results if r.reason} == {
+        "not-authorized",
+        "run-stopped",
+    }

@@ -15,7 +15,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import azure.functions as func
 import pytest
 
 from standin.harness import EXAMPLE_IMAGE_LIST, Standin
@@ -232,27 +231,6 @@ def test_the_run_reads_the_published_list_and_stores_its_report(
     assert latest is not None
     assert latest["run_id"] == report.run_id
     assert by_id == latest
-
-
-def test_the_http_trigger_runs_a_sync_and_answers_the_report(
-    clean_standin: Standin, app_env: Mapping[str, str], prefix: str
-) -> None:
-    import importlib
-
-    sys.modules.pop("function_app", None)
-    function_app = importlib.import_module("function_app")
-    functions = {f.get_function_name(): f for f in function_app.app.get_functions()}
-    clean_standin.upload_image_list(
-        f"quay.io/jetstack/cert-manager-cainjector:v1.15.2 => {prefix}/cainjector\n"
-    )
-    request = func.HttpRequest(method="POST", url="/api/sync", body=b"", headers={})
-
-    response = functions["sync_now"].get_user_function()(request)
-
-    body = json.loads(response.get_body())
-    assert response.status_code == 200
-    assert body["counts"]["imported"] == 1
-    assert body["entries"][0]["target"] == f"{prefix}/cainjector:v1.15.2"
 
 
 def test_the_command_line_plan_changes_nothing(
