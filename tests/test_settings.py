@@ -153,3 +153,16 @@ def test_a_schedule_that_would_misfire_is_refused(schedule: str, rule: str) -> N
 
     assert raised.value.setting == "ACRSYNC_SCHEDULE"
     assert rule in str(raised.value)
+
+
+def test_the_default_run_budget_leaves_a_minute_of_the_function_timeout() -> None:
+    """Derived from host.json, so a run reports before the host stops it."""
+    import json
+    from pathlib import Path
+
+    host = json.loads((Path(__file__).parent.parent / "host.json").read_text())
+    hours, minutes, seconds = (int(part) for part in host["functionTimeout"].split(":"))
+    timeout = hours * 3600 + minutes * 60 + seconds
+
+    assert timeout <= 600, "the Consumption plan allows at most 10 minutes"
+    assert Settings.from_environ(MINIMAL).run_budget_seconds == timeout - 60

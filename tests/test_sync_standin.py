@@ -261,3 +261,22 @@ def test_the_command_line_plan_changes_nothing(
     assert completed.returncode == 0, completed.stderr
     assert report["counts"]["import"] == 7
     assert clean_standin.control.stats()["arm"]["import"] == 0
+
+
+def test_a_run_whose_list_cannot_be_read_still_leaves_a_failed_report(
+    clean_standin: Standin, app_env: Mapping[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ACRSYNC_LIST_BLOB", "never-published.txt")
+
+    report = execute(RunRequest(mode=Mode.SYNC, trigger="test"), os.environ)
+
+    with RunStore(Settings.from_environ(os.environ).storage) as store:
+        stored = store.load(report.run_id)
+        latest = store.latest()
+    assert report.status is RunStatus.FAILED
+    assert "never-published.txt" in (report.message or "")
+    assert stored is not None
+    assert stored["status"] == "failed"
+    assert latest is not None
+    assert latest["run_id"] == report.run_id
+    assert clean_standin.control.stats()["arm"]["import"] == 0
