@@ -10,6 +10,7 @@ the app reads it. ``Standin.attach`` picks up one started by ``python -m standin
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import uuid
@@ -123,7 +124,7 @@ class ControlClient:
         tunables: dict[str, Any] = self._call("GET", "config").json()
         return tunables
 
-    def configure(self, **tunables: float) -> dict[str, Any]:
+    def configure(self, **tunables: int) -> dict[str, Any]:
         """Sets tunables by name, such as ``latency_ms``, ``import_duration_ms``,
         ``max_concurrent_imports``, ``token_ttl_seconds`` or ``poll_after_ms``;
         returns all of them. The server rejects a name it does not know."""
@@ -164,19 +165,18 @@ class Standin:
         self,
         state_dir: Path,
         config: Mapping[str, Any],
-        ports: Ports,
+        state: Mapping[str, Any],
         processes: Processes | None = None,
     ) -> None:
         self.state_dir = state_dir
         self.config = config
-        self.ports = ports
+        self.ports = _ports(state)
+        self.start_tunables: Mapping[str, int] = state["tunables"]
         self.ca_cert = Path(config["ca_cert"])
         self.acr_backend: str = config["acr_backend"]
         self.public_backend: str = config["public_backend"]
-        self.azurite_connection_string = _azurite_connection_string(ports)
-        self.control = ControlClient(
-            f"https://{LOOPBACK}:{ports.arm}/_standin", self.ca_cert
-        )
+        self.azurite_connection_string = _azurite_connection_string(self.ports)
+        self.control = ControlClient(_control_url(self.ports.arm), self.ca_cert)
         self._processes = processes
         self._catalog = Catalog(state_dir / CATALOG_FILE)
 
@@ -225,7 +225,7 @@ class Standin:
             )
         config = json.loads((state_dir / CONFIG_FILE).read_text(encoding="utf-8"))
         state = json.loads(state_path.read_text(encoding="utf-8"))
-        return cls(state_dir, config, _ports(state))
+        return cls(state_dir, config, state)
 
     @property
     def processes(self) -> list[ProcessRecord]:
@@ -254,6 +254,16 @@ class Standin:
         traceback: TracebackType | None,
     ) -> None:
         self.stop()
+
+    def reset(self) -> None:
+        """Back to how it started: no faults, the start tunables, counters at zero.
+
+        Images pushed or imported stay; tests that need a tag of their own use
+        ``move_tag`` on a repository no other test uses.
+        """
+        self.control.clear_faults()
+        self.control.configure(**self.start_tunables)
+        self.control.reset_stats()
 
     def app_settings(
         self, *, with_dockerhub_credentials: bool = False
@@ -355,11 +365,14 @@ class Standin:
             server_ports = processes.start_server(config_path, tls.ca_bundle)
             seeding.result()
 
-        state = {"server": server_ports, "azurite": azurite}
+        control = ControlClient(_control_url(server_ports["arm"]), tls.ca_bundle)
+        with contextlib.closing(control):
+            tunables = control.tunables()
+        state = {"server": server_ports, "azurite": azurite, "tunables": tunables}
         (state_dir / STATE_FILE).write_text(
             json.dumps(state, indent=2) + "\n", encoding="utf-8"
         )
-        return cls(state_dir, config, _ports(state), processes)
+        return cls(state_dir, config, state, processes)
 
 
 def _server_config(
@@ -413,6 +426,10 @@ def _ports(state: Mapping[str, Any]) -> Ports:
         blob=int(state["azurite"]["blob"]),
         queue=int(state["azurite"]["queue"]),
     )
+
+
+def _control_url(arm_port: int) -> str:
+    return f"https://{LOOPBACK}:{arm_port}/_standin"
 
 
 def _azurite_connection_string(ports: Ports) -> str:

@@ -150,20 +150,26 @@ def push_image(
     tag: str,
     image: Image,
 ) -> Digest:
-    """Pushes an image under a tag; returns the digest a HEAD on the tag answers."""
+    """Pushes an image under a tag; returns the digest the registry answered.
+
+    The manifests an index lists go in by digest first; the top manifest goes in
+    by tag alone, which stores it under its digest too.
+    """
     for blob in image.blobs:
         _push_blob(session, registry_url, repository, blob)
-    for manifest in image.manifests:
+    for manifest in image.manifests[:-1]:
         _put_manifest(session, registry_url, repository, manifest.digest, manifest)
-    _put_manifest(session, registry_url, repository, tag, image.top)
+    answered = _put_manifest(session, registry_url, repository, tag, image.top)
 
-    digest = head_digest(session, registry_url, repository, tag)
+    digest = answered.headers.get("Docker-Content-Digest")
+    if digest is None:
+        digest = head_digest(session, registry_url, repository, tag)
     if digest != image.digest:
         raise RegistryError(
             f"a pushed tag must resolve to the pushed manifest: "
             f"{repository}:{tag} resolves to {digest}, pushed {image.digest}"
         )
-    return digest
+    return image.digest
 
 
 def head_digest(
@@ -251,7 +257,7 @@ def _put_manifest(
     repository: str,
     reference: str,
     manifest: Content,
-) -> None:
+) -> requests.Response:
     response = session.put(
         f"{registry_url}/v2/{repository}/manifests/{reference}",
         data=manifest.data,
@@ -259,6 +265,7 @@ def _put_manifest(
         timeout=REQUEST_TIMEOUT_SECONDS,
     )
     _expect(response, 201)
+    return response
 
 
 def _expect(response: requests.Response, status: int) -> None:

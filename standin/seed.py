@@ -13,15 +13,20 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import requests
 
 from standin.images import (
     MULTI_PLATFORM,
     SINGLE_PLATFORM,
     Digest,
+    Image,
     build_image,
     push_image,
     registry_session,
@@ -30,6 +35,8 @@ from standin.images import (
 logger = logging.getLogger(__name__)
 
 CATALOG_FILE = "images.json"
+# Pushes at once while seeding: enough to keep docker-registry busy on two cores.
+SEED_WORKERS = 8
 DOCKER_HUB = "docker.io"
 _DOCKER_HUB_ALIASES = frozenset({"index.docker.io", "registry-1.docker.io"})
 
@@ -133,28 +140,52 @@ class Catalog:
         multi_platform: bool,
         digest: Digest,
     ) -> None:
+        self.record_many([(source, generation, multi_platform, digest)])
+
+    def record_many(
+        self, pushed: Iterable[tuple[SourceImage, int, bool, Digest]]
+    ) -> None:
+        """Records many pushes with one write: (source, generation, multi-platform,
+        digest) each."""
         entries = self.entries()
-        entries[str(source)] = {
-            "generation": generation,
-            "multi_platform": multi_platform,
-            "digest": digest,
-        }
+        for source, generation, multi_platform, digest in pushed:
+            entries[str(source)] = {
+                "generation": generation,
+                "multi_platform": multi_platform,
+                "digest": digest,
+            }
         self.path.write_text(
             json.dumps(entries, indent=2, sort_keys=True) + "\n", encoding="utf-8"
         )
 
 
 def seed_public_backend(
-    public_backend: str, sources: Iterable[SourceImage], catalog: Catalog
+    public_backend: str,
+    sources: Iterable[SourceImage],
+    catalog: Catalog,
+    *,
+    workers: int = SEED_WORKERS,
 ) -> dict[str, Digest]:
-    """Pushes generation 0 of every source; returns the digest of each reference."""
-    digests: dict[str, Digest] = {}
-    for source in sources:
+    """Pushes generation 0 of every source, ``workers`` at a time; returns the digest
+    of each reference. The catalog is written once, after the last push."""
+    sessions = _SessionPerThread()
+
+    def push(source: SourceImage) -> tuple[SourceImage, int, bool, Digest]:
         multi_platform = (source.host, source.repository) in MULTI_PLATFORM_SOURCES
-        digests[str(source)] = _push(
-            public_backend, source, catalog, generation=0, multi_platform=multi_platform
+        image = _image(source, 0, multi_platform)
+        digest = push_image(
+            sessions.get(), public_backend, source.backend_repository, source.tag, image
         )
-    return digests
+        return source, 0, multi_platform, digest
+
+    try:
+        with ThreadPoolExecutor(workers, thread_name_prefix="seed") as pool:
+            pushed = list(pool.map(push, sources))
+    finally:
+        sessions.close()
+    catalog.record_many(pushed)
+    logger.info("seeded source images count=%s", len(pushed))
+    return {str(source): digest for source, _, _, digest in pushed}
 
 
 def move_tag(
@@ -193,9 +224,7 @@ def _push(
     generation: int,
     multi_platform: bool,
 ) -> Digest:
-    image = build_image(
-        f"{source}#{generation}", MULTI_PLATFORM if multi_platform else SINGLE_PLATFORM
-    )
+    image = _image(source, generation, multi_platform)
     with registry_session() as session:
         digest = push_image(
             session, public_backend, source.backend_repository, source.tag, image
@@ -208,3 +237,32 @@ def _push(
         "seeded source image %s digest=%s generation=%s", source, digest, generation
     )
     return digest
+
+
+def _image(source: SourceImage, generation: int, multi_platform: bool) -> Image:
+    return build_image(
+        f"{source}#{generation}", MULTI_PLATFORM if multi_platform else SINGLE_PLATFORM
+    )
+
+
+class _SessionPerThread:
+    """One HTTP session per pushing thread, all closed at the end."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._sessions: list[requests.Session] = []
+
+    def get(self) -> requests.Session:
+        session: requests.Session | None = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = registry_session()
+            with self._lock:
+                self._sessions.append(session)
+        return session
+
+    def close(self) -> None:
+        with self._lock:
+            for session in self._sessions:
+                session.close()
+            self._sessions.clear()

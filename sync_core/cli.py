@@ -30,6 +30,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
+    # The Azure SDKs log every request; a run's own records are what matter.
+    logging.getLogger("azure").setLevel(logging.WARNING)
     if arguments.command == "validate":
         from sync_core.validation import validate_command
 

@@ -10,7 +10,6 @@ skipped.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
@@ -40,16 +39,8 @@ def standin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Standin]:
         running.stop()
 
 
-@pytest.fixture(scope="session")
-def standin_tunables(standin: Standin) -> dict[str, Any]:
-    """The tunables the shared stand-in started with."""
-    return standin.control.tunables()
-
-
 @pytest.fixture
-def clean_standin(standin: Standin, standin_tunables: dict[str, Any]) -> Standin:
+def clean_standin(standin: Standin) -> Standin:
     """The shared stand-in with no faults, counters reset and tunables as started."""
-    standin.control.clear_faults()
-    standin.control.configure(**standin_tunables)
-    standin.control.reset_stats()
+    standin.reset()
     return standin

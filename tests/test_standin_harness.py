@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 
 from standin.harness import EXAMPLE_IMAGE_LIST, AlreadyRunningError, Standin
 from standin.images import (
@@ -18,7 +20,14 @@ from standin.images import (
     Digest,
     registry_session,
 )
-from standin.processes import PROJECT_ROOT, read_records
+from standin.processes import (
+    PROJECT_ROOT,
+    MissingToolError,
+    Processes,
+    StartError,
+    read_records,
+    stop_records,
+)
 from standin.seed import SourceImage, parse_source, read_sources
 from sync_core.settings import Settings
 
@@ -197,10 +206,22 @@ def test_a_second_start_in_a_running_directory_is_refused(standin: Standin) -> N
     assert all(record.is_alive() for record in standin.processes)
 
 
-def test_the_control_api_answers_after_a_reset(clean_standin: Standin) -> None:
-    stats = clean_standin.control.stats()
+def test_clean_standin_clears_faults_counters_and_tunables(
+    standin: Standin, request: pytest.FixtureRequest
+) -> None:
+    started_with = standin.control.tunables()
+    standin.control.configure(
+        latency_ms=1, poll_after_ms=started_with["poll_after_ms"] + 1
+    )
+    standin.control.set_faults([{"surface": "public:quay.io", "status": 503}])
+    assert _get_through_standin(standin, "quay.io", "/v2/") == 503
 
-    assert isinstance(stats, dict)
+    clean = request.getfixturevalue("clean_standin")
+
+    assert clean.control.faults() == []
+    assert clean.control.tunables() == started_with
+    assert clean.control.stats()["public"]["quay.io"]["other"] == 0
+    assert _get_through_standin(standin, "quay.io", "/v2/") != 503
 
 
 def test_start_and_stop_leave_no_process_behind(tmp_path: Path) -> None:
@@ -222,23 +243,61 @@ def test_start_and_stop_leave_no_process_behind(tmp_path: Path) -> None:
     assert not any(Path(f"/proc/{record.pid}").exists() for record in records)
 
 
-def test_the_command_line_starts_a_standin_that_outlives_it_and_stops_it(
+def test_a_missing_program_fails_naming_it_and_the_command_that_installs_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+
+    with pytest.raises(MissingToolError) as raised:
+        Processes(tmp_path).start_registry("registry")
+
+    assert "docker-registry" in str(raised.value)
+    assert "make test" in str(raised.value)
+
+
+def test_a_process_that_exits_early_fails_the_start_with_its_log(
     tmp_path: Path,
 ) -> None:
+    processes = Processes(tmp_path)
+
+    with pytest.raises(StartError) as raised:
+        processes.start_server(tmp_path / "absent.json", tmp_path / "ca.pem")
+
+    assert "server exited with status" in str(raised.value)
+    assert "absent.json" in str(raised.value)
+    assert not any(record.is_alive() for record in processes.records)
+
+
+@pytest.fixture
+def cli_state_dir(tmp_path: Path) -> Iterator[Path]:
+    """A state directory for the command line; whatever it left running is stopped."""
     state_dir = tmp_path / "cli"
+    try:
+        yield state_dir
+    finally:
+        stop_records(read_records(state_dir))
 
-    started = _cli("start", "--dir", str(state_dir))
-    status = _cli("status", "--dir", str(state_dir))
-    records = read_records(state_dir)
-    stopped = _cli("stop", "--dir", str(state_dir))
 
+def test_the_command_line_starts_a_standin_that_outlives_it_and_stops_it(
+    cli_state_dir: Path,
+) -> None:
+    started = _cli("start", "--dir", str(cli_state_dir))
+    printed = _cli("env", "--dir", str(cli_state_dir))
+    running = _cli("status", "--dir", str(cli_state_dir))
+    records = read_records(cli_state_dir)
+
+    stopped = _cli("stop", "--dir", str(cli_state_dir))
+
+    after = _cli("status", "--dir", str(cli_state_dir))
     assert started.returncode == 0, started.stderr
     assert {line.split("=", 1)[0] for line in started.stdout.splitlines()} == {
         f"export {name}" for name in REQUIRED_SETTINGS
     }
-    assert status.returncode == 0, status.stdout + status.stderr
+    assert printed.stdout == started.stdout
+    assert running.returncode == 0, running.stdout + running.stderr
     assert stopped.returncode == 0, stopped.stderr
-    assert records
+    assert after.returncode == 1
+    assert len(records) == 5
     assert not any(record.is_alive() for record in records)
 
 
@@ -253,6 +312,18 @@ def _cli(*arguments: str) -> subprocess.CompletedProcess[str]:
         cwd=PROJECT_ROOT,
         env=environment,
     )
+
+
+def _get_through_standin(standin: Standin, host: str, path: str) -> int:
+    """The status a public registry front of the stand-in answers."""
+    with requests.Session() as session:
+        session.trust_env = False
+        response = session.get(
+            f"https://127.0.0.1:{standin.ports.public[host]}{path}",
+            verify=str(standin.ca_cert),
+            timeout=10,
+        )
+    return response.status_code
 
 
 def _source(reference: str) -> SourceImage:
