@@ -113,7 +113,10 @@ def execute(request: RunRequest, environ: Mapping[str, str]) -> RunReport:
                 f"the run lock must be taken before a sync: {error.message}",
                 registry=settings.login_server,
             )
-        _store(store, report, latest=request.mode is Mode.SYNC)
+        # A sync refused for the lock did nothing: the latest report stays the
+        # one of the run that holds it, or held it last.
+        latest = request.mode is Mode.SYNC and report.blocked_by is None
+        _store(store, report, latest=latest)
     return _logged(report)
 
 
@@ -142,6 +145,14 @@ def _run_reporting_errors(
         )
     except SyncError as error:
         return clock.ended(RunStatus.FAILED, str(error), registry=registry)
+    except Exception as error:
+        # A defect must still end in a stored report and release the lock.
+        log.exception("run crashed run_id=%s", clock.run_id)
+        return clock.ended(
+            RunStatus.FAILED,
+            f"the run stopped on an unexpected error: {type(error).__name__}",
+            registry=registry,
+        )
 
 
 def _store(store: RunStore, report: RunReport, *, latest: bool) -> None:

@@ -280,3 +280,24 @@ def test_a_run_whose_list_cannot_be_read_still_leaves_a_failed_report(
     assert latest is not None
     assert latest["run_id"] == report.run_id
     assert clean_standin.control.stats()["arm"]["import"] == 0
+
+
+def test_a_defect_inside_a_run_still_ends_in_a_stored_failed_report(
+    clean_standin: Standin, app_env: Mapping[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise KeyError("a defect")
+
+    monkeypatch.setattr("sync_core.run.parse_image_list", broken)
+
+    report = run(Mode.SYNC, "alpine:3.20 => alpine\n", app_env)
+    after = run(Mode.SYNC, "", app_env)
+
+    with RunStore(Settings.from_environ(app_env).storage) as store:
+        stored = store.load(report.run_id)
+    assert report.status is RunStatus.FAILED
+    assert "KeyError" in (report.message or "")
+    assert stored is not None
+    assert stored["status"] == "failed"
+    assert after.status is RunStatus.FAILED
+    assert after.blocked_by is None
