@@ -113,13 +113,12 @@ def preview_plan(
     body: bytes,
     environ: Mapping[str, str],
     *,
-    wait_seconds: float = PLAN_WAIT_SECONDS,
+    wait_seconds: float | None = None,
 ) -> Answer:
     """``POST /api/plan``: what a sync would do with the published or the sent list."""
+    wait = PLAN_WAIT_SECONDS if wait_seconds is None else wait_seconds
     return _answering(
-        lambda: _preview_plan(
-            method, url, headers, body, environ, wait_seconds=wait_seconds
-        )
+        lambda: _preview_plan(method, url, headers, body, environ, wait_seconds=wait)
     )
 
 

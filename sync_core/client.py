@@ -207,14 +207,20 @@ class _Poller:
                     last_seen = status
             self.wait(
                 f"run {run_id} is not over after the client's time ran out; "
-                f"its report: {status_url}"
+                f"its report: {status_url}",
+                reply,
             )
 
-    def wait(self, timeout_message: str) -> None:
+    def wait(self, timeout_message: str, reply: Reply | None = None) -> None:
+        """Sleeps until the next look: as long as the app's ``Retry-After`` says,
+        else ``--poll-seconds``; raises when the deadline has passed."""
         remaining = self._deadline - time.monotonic()
         if remaining <= 0:
             raise ClientError(timeout_message)
-        time.sleep(min(self._poll_seconds, remaining))
+        delay = self._poll_seconds
+        if reply is not None:
+            delay = _retry_after(reply.headers.get("retry-after")) or delay
+        time.sleep(min(delay, remaining))
 
     def _ask(self, status_url: str) -> Reply | None:
         """The report's reply, or None for an answer that says "ask again later"."""
@@ -250,7 +256,7 @@ def _sync(
             continue
         if reply.status in _TRANSIENT:
             progress.write(f"{reply.error_text()}; asking again\n")
-            poller.wait("the app did not take the run before the time ran out")
+            poller.wait("the app did not take the run before the time ran out", reply)
             continue
         raise ClientError(f"POST {client.url('sync')} answered {reply.error_text()}")
 
@@ -289,6 +295,15 @@ def _problem_line(problem: Mapping[str, Any], path: str = "list") -> str:
         if part is not None
     )
     return f"{where}: {problem.get('rule')}: {problem.get('message')}"
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` of seconds; None for a date or nothing."""
+    try:
+        seconds = float(value) if value else None
+    except ValueError:
+        return None
+    return seconds if seconds is not None and seconds > 0 else None
 
 
 def _reply(status: int, headers: Any, data: bytes) -> Reply:
@@ -338,7 +353,10 @@ def _parser() -> argparse.ArgumentParser:
             "--poll-seconds",
             type=_seconds,
             default=10.0,
-            help="seconds between two looks at the report (default 10)",
+            help=(
+                "seconds between two looks at the report when the app sends no "
+                "Retry-After (default 10)"
+            ),
         )
         command.add_argument(
             "--json", action="store_true", help="print the report as JSON"

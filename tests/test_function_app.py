@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import importlib
 import json
+import subprocess
 import sys
 import textwrap
 import types
+import uuid
 from pathlib import Path
 from typing import Any
 
 import azure.functions as func
 import pytest
 from azure.functions.timer import TimerRequest
+from azure.storage.blob import BlobServiceClient
 
+from standin.harness import Standin
 from sync_core.entrypoints import RunFailedError
+from sync_core.runstore import RunStore
+from sync_core.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 needs_worker = pytest.mark.skipif(
@@ -47,21 +53,88 @@ def handler(name: str) -> Any:
     return functions[name].get_user_function()
 
 
-def test_the_app_has_a_timer_and_an_http_function(
+FUNCTIONS = {
+    "nightly_sync",
+    "sync_now",
+    "run_queued",
+    "run_given_up",
+    "plan_now",
+    "run_report",
+    "openapi",
+}
+EVERY_METHOD = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"}
+
+
+def test_the_app_has_a_timer_the_http_routes_and_the_run_queues(
     app_module: types.ModuleType,
 ) -> None:
     indexed = bindings(app_module)
 
-    assert set(indexed) == {"nightly_sync", "sync_now"}
+    assert set(indexed) == FUNCTIONS
     timer = indexed["nightly_sync"][0]
     assert timer["type"] == "timerTrigger"
     assert timer["schedule"] == "0 0 2 * * *"
     assert timer["runOnStartup"] is False
-    http = indexed["sync_now"][0]
-    assert http["type"] == "httpTrigger"
-    assert http["route"] == "sync"
-    assert http["methods"] == ["POST"]
-    assert http["authLevel"] == "FUNCTION"
+    routes = {
+        name: declared[0]
+        for name, declared in indexed.items()
+        if declared[0]["type"] == "httpTrigger"
+    }
+    assert {name: http["route"] for name, http in routes.items()} == {
+        "sync_now": "sync",
+        "plan_now": "plan",
+        "run_report": "runs/{run_id}",
+        "openapi": "openapi",
+    }
+    for http in routes.values():
+        assert http["authLevel"] == "FUNCTION"
+        # The core answers a wrong method with a JSON 405, so it must see them all.
+        assert set(http["methods"]) == EVERY_METHOD
+    queues = {name: indexed[name][0] for name in ("run_queued", "run_given_up")}
+    assert {name: q["queueName"] for name, q in queues.items()} == {
+        "run_queued": "sync-runs",
+        "run_given_up": "sync-runs-poison",
+    }
+    for queue in queues.values():
+        assert queue["type"] == "queueTrigger"
+        assert queue["connection"] == "ACRSYNC_STORAGE"
+
+
+def test_the_queue_triggers_follow_the_storage_connection_setting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ACRSYNC_STORAGE_CONNECTION", "AzureWebJobsStorage")
+
+    module = fresh_app()
+
+    try:
+        indexed = bindings(module)
+        assert indexed["run_queued"][0]["connection"] == "AzureWebJobsStorage"
+        assert indexed["run_given_up"][0]["connection"] == "AzureWebJobsStorage"
+    finally:
+        monkeypatch.delenv("ACRSYNC_STORAGE_CONNECTION")
+        fresh_app()
+
+
+def test_importing_the_app_loads_no_azure_sdk() -> None:
+    # Cold starts index the app; the SDKs load on the first run instead.
+    probe = (
+        "import sys, function_app; "
+        "print(sorted(m for m in sys.modules "
+        "if m.startswith(('azure.core', 'azure.storage', 'azure.identity', "
+        "'azure.mgmt')) or m == 'sync_core.run'))"
+    )
+
+    completed = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+
+    assert completed.stdout.strip() == "[]"
 
 
 def test_the_timer_schedule_comes_from_the_app_setting(
@@ -119,10 +192,13 @@ def _worker_index(path: Path) -> list[Any]:
 def test_the_worker_indexer_accepts_the_app() -> None:
     infos = {info.name: info for info in _worker_index(ROOT / "function_app.py")}
 
-    assert set(infos) == {"nightly_sync", "sync_now"}
+    assert set(infos) == FUNCTIONS
     assert set(infos["nightly_sync"].input_types) == {"timer"}
-    assert set(infos["sync_now"].input_types) == {"req"}
-    assert infos["sync_now"].return_type is not None
+    assert set(infos["run_queued"].input_types) == {"message"}
+    assert set(infos["run_given_up"].input_types) == {"message"}
+    for name in ("sync_now", "plan_now", "run_report", "openapi"):
+        assert set(infos[name].input_types) == {"req"}
+        assert infos[name].return_type is not None
 
 
 @needs_worker
@@ -194,15 +270,57 @@ def test_a_timer_run_without_settings_fails_and_names_the_setting(
         handler("nightly_sync")(TimerRequest(past_due=False))
 
 
-def test_an_http_run_without_settings_answers_500_with_the_report(
+def test_an_http_run_without_settings_answers_500_naming_the_setting(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     settings_without(monkeypatch, "ACRSYNC_SUBSCRIPTION_ID")
     request = func.HttpRequest(method="POST", url="/api/sync", body=b"", headers={})
 
     response = handler("sync_now")(request)
-    report = json.loads(response.get_body())
+    error = json.loads(response.get_body())["error"]
 
     assert response.status_code == 500
-    assert report["status"] == "failed"
-    assert "ACRSYNC_SUBSCRIPTION_ID" in report["message"]
+    assert error["code"] == "configuration-error"
+    assert "ACRSYNC_SUBSCRIPTION_ID" in error["message"]
+
+
+@pytest.fixture
+def app_env(clean_standin: Standin, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """The app pointed at the stand-in, with a report container (and lock) and a
+    published list of the test's own."""
+    settings = clean_standin.app_settings()
+    settings["ACRSYNC_REPORT_CONTAINER"] = "reports-" + uuid.uuid4().hex[:12]
+    settings["ACRSYNC_LIST_BLOB"] = "images-" + uuid.uuid4().hex[:8] + ".txt"
+    for name, value in settings.items():
+        monkeypatch.setenv(name, value)
+    return Settings.from_environ(settings)
+
+
+def publish(settings: Settings, text: str) -> None:
+    storage = settings.storage
+    assert storage.connection_string is not None
+    with BlobServiceClient.from_connection_string(storage.connection_string) as service:
+        container = service.get_container_client(storage.container)
+        if not container.exists():
+            container.create_container()
+        container.upload_blob(storage.blob, text.encode(), overwrite=True)
+
+
+def test_a_timer_that_finds_a_run_going_ends_quietly(
+    app_env: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    publish(app_env, "")
+
+    with RunStore(app_env.storage) as store, store.lock("running-run"):
+        handler("nightly_sync")(TimerRequest(past_due=False))
+
+    assert "blocked_by=running-run" in caplog.text
+
+
+def test_a_timer_run_on_an_invalid_list_fails_the_invocation(
+    app_env: Settings,
+) -> None:
+    publish(app_env, "quay.io/Jetstack/UPPER:v1 => upper\n")
+
+    with pytest.raises(RunFailedError, match="line 1"):
+        handler("nightly_sync")(TimerRequest(past_due=False))
