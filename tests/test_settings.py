@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from sync_core.errors import ConfigurationError
@@ -166,3 +168,31 @@ def test_the_default_run_budget_leaves_a_minute_of_the_function_timeout() -> Non
 
     assert timeout <= 600, "the Consumption plan allows at most 10 minutes"
     assert Settings.from_environ(MINIMAL).run_budget_seconds == timeout - 60
+
+
+class RecordingEnviron(dict[str, str]):
+    """An environment that remembers every name the settings reader asked for."""
+
+    def __init__(self, values: dict[str, str]) -> None:
+        super().__init__(values)
+        self.asked: set[str] = set()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.asked.add(key)
+        return super().get(key, default)
+
+
+def test_every_setting_is_in_the_sample_settings_and_the_readme() -> None:
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).parent.parent
+    environ = RecordingEnviron(MINIMAL)
+    Settings.from_environ(environ)
+    timer_schedule(environ)
+    sample = json.loads((root / "local.settings.sample.json").read_text())["Values"]
+    readme = (root / "README.md").read_text()
+
+    assert environ.asked >= {"ACRSYNC_SCHEDULE", "ACRSYNC_STORAGE__clientId"}
+    assert sorted(environ.asked - set(sample)) == []
+    assert sorted(name for name in environ.asked if f"`{name}`" not in readme) == []
