@@ -222,6 +222,13 @@ def _classify(
             f"ACRSYNC_SUBSCRIPTION_ID): {detail}",
             reason="registry-not-found",
         )
+    if status == 429:
+        return ImportFailedError(
+            f"Resource Manager kept throttling the app's import requests (HTTP 429, "
+            f"{code or 'no code'}): {detail}",
+            code=code,
+            reach=Reach.TEMPORARY,
+        )
     words = f"{code or ''} {detail}".lower()
     if any(marker in words for marker in _RATE_LIMIT_MARKERS):
         return RateLimitedError(
@@ -229,8 +236,6 @@ def _classify(
             registry=source.registry,
         )
     reach = Reach.TEMPORARY if status is None or status >= 500 else Reach.PERMANENT
-    if status == 429:
-        reach = Reach.TEMPORARY
     return ImportFailedError(
         f"ACR refused or failed the import with {code or f'HTTP {status}'}: {detail}",
         code=code,

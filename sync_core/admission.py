@@ -39,7 +39,7 @@ class Admission:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._clock = clock
-        self._deadline = clock() + budget_seconds
+        self.deadline = clock() + budget_seconds
         self._import_seconds = import_seconds
         self._floor = dockerhub_pull_floor
         self._lock = threading.Lock()
@@ -53,11 +53,11 @@ class Admission:
         return self._stopped
 
     def seconds_left(self) -> float:
-        return max(0.0, self._deadline - self._clock())
+        return max(0.0, self.deadline - self._clock())
 
     def import_deadline(self) -> float:
         """When an import started now must be given up: its own limit or the run's."""
-        return min(self._clock() + self._import_seconds, self._deadline)
+        return min(self._clock() + self._import_seconds, self.deadline)
 
     def before_reading(self, registry: str) -> Deferral | None:
         """Whether the plan may still read this entry's source."""

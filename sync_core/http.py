@@ -27,13 +27,14 @@ class HttpOptions:
     request_timeout_seconds: float
     retry_total: int = 4
     max_wait_seconds: float = 60.0
-    retry_budget_seconds: float = 600.0
+    # The run's deadline on the ``time.monotonic`` clock; no retry waits past it.
+    deadline: float | None = None
 
     def retry_policy(self) -> CappedRetryPolicy:
         return CappedRetryPolicy(
             max_wait_seconds=self.max_wait_seconds,
+            deadline=self.deadline,
             retry_total=self.retry_total,
-            timeout=self.retry_budget_seconds,
         )
 
 

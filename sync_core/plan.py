@@ -105,9 +105,14 @@ def plan_entry(
     *,
     resolve_source: SourceResolver,
     resolve_target: TargetResolver,
+    confirm_source: SourceResolver,
     admission: Admission,
 ) -> PlannedEntry:
-    """Reads both sides for one entry and decides; changes nothing."""
+    """Reads both sides for one entry and decides; changes nothing.
+
+    A pinned source needs no read to know its digest; only when the target lacks
+    it is the source asked whether it has it, so a plan shows a mistyped digest.
+    """
     started = time.monotonic()
     source_digest: Digest | None = None
     target_digest: Digest | None = None
@@ -132,6 +137,11 @@ def plan_entry(
                 f"the source has no such tag or digest: {entry.source}"
             )
         target_digest = resolve_target(entry, source_digest)
+        pinned = entry.source.digest is not None
+        if pinned and target_digest != source_digest and confirm_source(entry) is None:
+            raise SourceNotFoundError(
+                f"the source has no manifest with the pinned digest: {entry.source}"
+            )
     except SyncError as error:
         admission.record_failure(entry.source.registry, error)
         log.error(

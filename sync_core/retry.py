@@ -39,12 +39,35 @@ def parse_retry_after(value: str, *, now: float | None = None) -> float:
 
 
 class CappedRetryPolicy(RetryPolicy[Any, Any]):
-    """azure-core's retry policy with capped waits, jitter and Unix timestamps."""
+    """azure-core's retry policy with capped waits, jitter and Unix timestamps.
 
-    def __init__(self, *, max_wait_seconds: float, **kwargs: Any) -> None:
+    With a ``deadline`` (on the ``time.monotonic`` clock, the run's budget) no wait
+    reaches past it: a retry whose wait would end after the deadline is not made,
+    and the last answer (a 429, a 503) is returned for the caller to report.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_wait_seconds: float,
+        deadline: float | None = None,
+        **kwargs: Any,
+    ) -> None:
         kwargs.setdefault("retry_backoff_max", max_wait_seconds)
         super().__init__(**kwargs)
         self.max_wait_seconds = max_wait_seconds
+        self.deadline = deadline
+
+    def seconds_left(self) -> float:
+        if self.deadline is None:
+            return float("inf")
+        return max(0.0, self.deadline - time.monotonic())
+
+    def is_retry(self, settings: dict[str, Any], response: Any) -> bool:
+        if not super().is_retry(settings, response):
+            return False
+        wait = self.get_retry_after(response) or 0.0
+        return wait < self.seconds_left()
 
     def parse_retry_after(self, retry_after: str) -> float:
         return min(parse_retry_after(retry_after), self.max_wait_seconds)
@@ -58,5 +81,5 @@ class CappedRetryPolicy(RetryPolicy[Any, Any]):
         return None if delay is None else min(delay, self.max_wait_seconds)
 
     def get_backoff_time(self, settings: dict[str, Any]) -> float:
-        ceiling = super().get_backoff_time(settings)
+        ceiling = min(super().get_backoff_time(settings), self.seconds_left())
         return random.uniform(0, ceiling) if ceiling > 0 else 0.0  # noqa: S311 - jitter, not a secret

@@ -188,7 +188,7 @@ def _run(
         pool_size=settings.read_concurrency + settings.max_concurrency,
         request_timeout_seconds=settings.request_timeout_seconds,
         max_wait_seconds=settings.max_retry_wait_seconds,
-        retry_budget_seconds=budget,
+        deadline=admission.deadline,
     )
     credential = build_credential(settings, environ)
     # One token up front: a wrong identity stops the run with one clear error,
@@ -217,6 +217,7 @@ def _run(
                 entry,
                 resolve_source=lambda e: sources.resolve(e.source),
                 resolve_target=read_target,
+                confirm_source=lambda e: sources.confirm(e.source),
                 admission=admission,
             )
 

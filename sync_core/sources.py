@@ -55,6 +55,16 @@ class SourceRegistries:
             self._on_pulls_remaining(source.registry, client.pulls_remaining)
         return digest
 
+    def confirm(self, source: ImageReference) -> Digest | None:
+        """The digest the source has under its own reference, asked of the registry.
+
+        For a pinned source, whether the registry holds that digest at all.
+        """
+        reference = source.digest or source.reference
+        return self._client(source.registry).manifest_digest(
+            source.repository, reference
+        )
+
     def _client(self, registry: str) -> DistributionClient:
         with self._lock:
             client = self._clients.get(registry)

@@ -212,17 +212,52 @@ def test_a_failing_token_endpoint_stops_the_run_once_and_names_the_setting(
 
 
 def test_field_case_11_a_client_id_set_to_the_object_id_is_one_clear_error(
-    azure: Standin, prefix: str, monkeypatch: pytest.MonkeyPatch
+    azure: Standin,
+    prefix: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     object_id = azure.config["identity"]["system_assigned"]["principal_id"]
     monkeypatch.setenv("ACRSYNC_MANAGED_IDENTITY_CLIENT_ID", object_id)
 
-    report = sync(three(prefix))
+    with caplog.at_level(logging.DEBUG):
+        report = sync(three(prefix))
 
     assert report.status is RunStatus.FAILED
     assert "ACRSYNC_MANAGED_IDENTITY_CLIENT_ID" in (report.message or "")
     assert "object id" in (report.message or "")
+    assert report.entries == ()
     assert azure.control.stats()["arm"]["import"] == 0
+    naming = [r for r in caplog.records if "MANAGED_IDENTITY" in r.getMessage()]
+    assert len([r for r in naming if "run finished" in r.getMessage()]) == 1
+    assert not any("eyJ" in r.getMessage() for r in caplog.records)
+
+
+def test_field_case_11_an_app_with_no_usable_identity_is_one_clear_error(
+    azure: Standin, prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A user-assigned identity only, and the client id left empty: the endpoint
+    # has no system-assigned identity to give a token for.
+    azure.control.set_faults(
+        [
+            {
+                "surface": "identity",
+                "status": 400,
+                "message": "No managed identity is assigned to this app.",
+            }
+        ]
+    )
+
+    with caplog.at_level(logging.DEBUG):
+        report = sync(three(prefix))
+
+    assert report.status is RunStatus.FAILED
+    assert "ACRSYNC_MANAGED_IDENTITY_CLIENT_ID" in (report.message or "")
+    assert report.entries == ()
+    assert azure.control.stats()["arm"]["import"] == 0
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1
+    assert not any("eyJ" in r.getMessage() for r in caplog.records)
 
 
 def test_a_user_assigned_identity_by_its_client_id_works(
@@ -346,14 +381,37 @@ def test_imports_stop_starting_when_the_run_budget_runs_low(
 
     report = sync(three(prefix), budget_seconds=3.0)
 
-    assert [row.action for row in report.entries] == [
-        "imported",
-        "deferred",
-        "deferred",
-    ]
-    assert {row.reason_code for row in report.entries[1:]} == {"budget-exhausted"}
+    actions = Counter(row.action for row in report.entries)
+    assert actions == {"imported": 1, "deferred": 2}
+    deferred = [row for row in report.entries if row.action == "deferred"]
+    assert {row.reason_code for row in deferred} == {"budget-exhausted"}
     assert report.status is RunStatus.PARTIAL
     assert len(imports_of(azure)) == 1
+
+
+def test_field_case_7_no_retry_waits_past_the_run_budget(
+    azure: Standin, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ACRSYNC_MAX_RETRY_WAIT_SECONDS", "30")
+    azure.control.set_faults(
+        [
+            {
+                "surface": "public:quay.io",
+                "kind": "manifest_head",
+                "status": 429,
+                "retry_after": {"seconds": 20, "form": "seconds"},
+            }
+        ]
+    )
+
+    report = sync(three(prefix), budget_seconds=5.0)
+
+    webhook = by_target(report)["webhook"]
+    assert webhook.action == "failed"
+    assert webhook.reason_code == "rate-limited"
+    assert webhook.duration_seconds < 5.0
+    assert azure.control.stats()["public"]["quay.io"]["manifest_head"] == 1
+    assert report.counts["imported"] == 2
 
 
 def test_field_case_12_two_runs_at_once_exactly_one_works(

@@ -40,6 +40,7 @@ def planner(fake: FakeRegistries) -> Callable[[Entry], PlannedEntry]:
             entry,
             resolve_source=fake.resolve_source,
             resolve_target=fake.resolve_target,
+            confirm_source=fake.confirm_source,
             admission=gate,
         )
 
@@ -72,6 +73,7 @@ class FakeRegistries:
         self.acr = acr
         self.imports: list[tuple[str, Digest]] = []
         self.fail_imports: set[str] = set()
+        self.missing_pins: set[Digest] = set()
         self.lock = threading.Lock()
 
     def resolve_source(self, entry: Entry) -> Digest | None:
@@ -81,6 +83,11 @@ class FakeRegistries:
         if key == "quay.io/broken/image:1":
             raise RegistryError("the registry answered HTTP 500: quay.io/broken/image")
         return self.upstream.get(key)
+
+    def confirm_source(self, entry: Entry) -> Digest | None:
+        if entry.source.digest in self.missing_pins:
+            return None
+        return entry.source.digest or self.resolve_source(entry)
 
     def resolve_target(self, entry: Entry, digest: Digest) -> Digest | None:
         return self.acr.get(str(entry.target))
@@ -305,3 +312,20 @@ def test_a_fatal_first_import_stops_every_other_import() -> None:
         "not-authorized",
         "run-stopped",
     }
+
+
+def test_a_pinned_digest_the_source_lacks_fails_in_the_plan() -> None:
+    fake = FakeRegistries({}, {})
+    fake.missing_pins.add(C)
+    text = (
+        f"quay.io/jetstack/pinned@{B} => jetstack/pinned:good\n"
+        f"quay.io/jetstack/pinned@{C} => jetstack/pinned:typo\n"
+    )
+
+    plan = build_plan(entries(text), planner(fake), 1)
+
+    assert [p.action for p in plan.entries] == [PlanAction.IMPORT, PlanAction.FAILED]
+    reason = plan.entries[1].reason
+    assert reason is not None
+    assert reason.code == "not-found"
+    assert "pinned digest" in reason.message

@@ -43,3 +43,24 @@ def test_backoff_without_retry_after_is_jittered_below_its_ceiling() -> None:
 
     assert all(0.0 <= wait <= 4.0 for wait in waits)
     assert len(waits) > 1
+
+
+class _Answer:
+    """Just enough of a pipeline response for the retry policy to read."""
+
+    def __init__(self, status: int, headers: dict[str, str]) -> None:
+        self.http_response = self
+        self.status_code = status
+        self.headers = headers
+
+
+def test_a_retry_whose_wait_ends_after_the_deadline_is_not_made() -> None:
+    import time
+
+    policy = CappedRetryPolicy(max_wait_seconds=60.0, deadline=time.monotonic() + 5)
+    settings = policy.configure_retries({})
+    soon = _Answer(429, {"Retry-After": "2"})
+    late = _Answer(429, {"Retry-After": "20"})
+
+    assert policy.is_retry(settings, soon) is True
+    assert policy.is_retry(settings, late) is False

@@ -205,13 +205,19 @@ def test_docker_hub_credentials_go_with_docker_hub_imports_only(
     for name, value in settings.items():
         monkeypatch.setenv(name, value)
 
-    report = run(Mode.SYNC, example_list(prefix), os.environ)
+    clean_standin.move_tag("docker.io", "library/redis", "7")
+    text = example_list(prefix) + f"redis:7 => {prefix}/redis\n"
+
+    report = run(Mode.SYNC, text, os.environ)
 
     assert report.status is RunStatus.SUCCEEDED
     imports = clean_standin.control.stats()["imports"]
-    sent = {item["source"]: item["credentials"] for item in imports}
-    assert sent.pop("docker.io") is True
-    assert set(sent.values()) == {False}
+    docker_hub = [item for item in imports if item["source"] == "docker.io"]
+    others = [item for item in imports if item["source"] != "docker.io"]
+    assert len(docker_hub) == 2
+    assert all(item["credentials"] for item in docker_hub)
+    assert len(others) == 6
+    assert not any(item["credentials"] for item in others)
     assert settings["ACRSYNC_DOCKERHUB_TOKEN"] not in report.to_json()
 
 
