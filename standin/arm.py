@@ -10,7 +10,9 @@ Routes (``api-version`` required on all but the cloud metadata):
 - ``GET .../registries/{name}/operationResults/{id}``: 202 while running, 204
   once it succeeded, the error once it failed;
 - ``GET .../registries/{name}``, the registry lists by resource group and by
-  subscription, ``GET /subscriptions[/{id}]``, resource group, ``GET /tenants``,
+  subscription, the generic resource lists (``.../resources`` with a
+  ``$filter`` of ``eq`` clauses, how the Azure CLI finds a registry's resource
+  group), ``GET /subscriptions[/{id}]``, resource group, ``GET /tenants``,
   ``GET /metadata/endpoints`` (what ``az cloud register`` reads).
 
 Errors are ARM's ``{"error": {"code", "message"}}``: 401 for a missing, expired,
@@ -43,7 +45,7 @@ from standin.copying import (
     copy_image,
     is_digest,
 )
-from standin.stats import RequestLabel, Stats
+from standin.stats import IMPORT_USER_AGENT, RequestLabel, Stats
 from standin.tokens import (
     IMPORT_ACTION,
     READ_REGISTRY_ACTION,
@@ -100,6 +102,13 @@ _GROUP = re.compile(
     r"^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/?$", re.IGNORECASE
 )
 _SUBSCRIPTION = re.compile(r"^/subscriptions/(?P<sub>[^/]+)/?$", re.IGNORECASE)
+_RESOURCES = re.compile(
+    r"^/subscriptions/(?P<sub>[^/]+)(?:/resourceGroups/(?P<rg>[^/]+))?/resources/?$",
+    re.IGNORECASE,
+)
+# One clause of an OData ``$filter`` on the resource list: ``field eq 'value'``.
+_FILTER_CLAUSE = re.compile(r"^\s*(?P<field>\w+)\s+eq\s+'(?P<value>[^']*)'\s*$")
+_FILTER_FIELDS = {"resourcetype": "type", "name": "name", "location": "location"}
 
 
 def _timestamp() -> str:
@@ -299,7 +308,11 @@ class SourceResolver:
         own_registry_id: str,
     ) -> None:
         self._public = {
-            host: Backend(f"https://127.0.0.1:{port}", ssl_context=client_tls)
+            host: Backend(
+                f"https://127.0.0.1:{port}",
+                ssl_context=client_tls,
+                headers={"User-Agent": IMPORT_USER_AGENT},
+            )
             for host, port in public_ports.items()
         }
         port = acr_login_server.rpartition(":")[2]
@@ -550,7 +563,9 @@ class ArmFront:
         """The GETs around the registry: lists, resource group, subscription, tenant."""
         path = exchange.path
         headers = self._headers(exchange)
-        if found := _GROUP_REGISTRIES.match(path):
+        if found := _RESOURCES.match(path):
+            self._send_resources(exchange, found["sub"], found["rg"])
+        elif found := _GROUP_REGISTRIES.match(path):
             if self._known_group(exchange, found["sub"], found["rg"]):
                 exchange.send_json(200, {"value": [self._registry_resource()]}, headers)
         elif found := _SUBSCRIPTION_REGISTRIES.match(path):
@@ -570,6 +585,45 @@ class ArmFront:
             exchange.send_json(200, {"value": [self._tenant_resource()]}, headers)
         else:
             self._send_error(exchange, 404, "NotFound", f"No route matches GET {path}.")
+
+    def _send_resources(
+        self, exchange: Exchange, subscription: str, group: str | None
+    ) -> None:
+        """The generic resource list, filtered as ``$filter`` asks; the Azure CLI
+        finds a registry's resource group this way when it is not given."""
+        known = (
+            self._known_group(exchange, subscription, group)
+            if group is not None
+            else self._known_subscription(exchange, subscription)
+        )
+        if not known:
+            return
+        registry = self._registry_resource()
+        resource = {
+            key: registry[key] for key in ("id", "name", "type", "location", "tags")
+        }
+        resource["sku"] = registry["sku"]
+        wanted: dict[str, str] = {}
+        text = exchange.query_value("$filter") or ""
+        for clause in filter(None, re.split(r"\s+and\s+", text.strip(), flags=re.I)):
+            match = _FILTER_CLAUSE.match(clause)
+            field_name = _FILTER_FIELDS.get(match["field"].lower()) if match else None
+            if match is None or field_name is None:
+                self._send_error(
+                    exchange,
+                    400,
+                    "InvalidFilterInQueryString",
+                    f"The $filter '{text}' is not supported by the stand-in, which "
+                    "knows 'resourceType', 'name' and 'location' eq clauses.",
+                )
+                return
+            wanted[field_name] = match["value"]
+        matches = all(
+            str(resource[name]).lower() == value.lower()
+            for name, value in wanted.items()
+        )
+        body = {"value": [resource] if matches else []}
+        exchange.send_json(200, body, self._headers(exchange))
 
     def send_status(
         self,
@@ -917,7 +971,11 @@ class ArmFront:
         }
 
     def _send_metadata(self, exchange: Exchange) -> None:
-        """Cloud endpoints for ``az cloud register``: each is this stand-in."""
+        """Cloud endpoints, each of them this stand-in, in the shape the api-version
+        asks for: before 2019-05-01 the old flat document; at 2019-05-01 a list of
+        clouds (what ``ARM_CLOUD_METADATA_URL`` points the Azure CLI at); from
+        2019-10-01 on the one cloud this endpoint serves (what ``az cloud
+        register --endpoint-resource-manager`` reads, with 2022-09-01)."""
         base = f"{self.base_url}/"
         audiences = [
             "https://management.core.windows.net/",
@@ -935,37 +993,33 @@ class ArmFront:
                 },
             )
             return
-        exchange.send_json(
-            200,
-            [
-                {
-                    "name": "AzureStandin",
-                    "resourceManager": base,
-                    "portal": base,
-                    "gallery": base,
-                    "graph": base,
-                    "graphAudience": base,
-                    "microsoftGraphResourceId": base,
-                    "activeDirectoryDataLake": base,
-                    "batch": base,
-                    "media": base,
-                    "sqlManagement": base,
-                    "vmImageAliasDoc": base,
-                    "authentication": {
-                        "loginEndpoint": base,
-                        "audiences": audiences,
-                        "tenant": "common",
-                        "identityProvider": "AAD",
-                    },
-                    "suffixes": {
-                        "acrLoginServer": "127.0.0.1",
-                        "keyvaultDns": "vault.standin.invalid",
-                        "storage": "core.standin.invalid",
-                        "sqlServerHostname": "database.standin.invalid",
-                    },
-                }
-            ],
-        )
+        cloud = {
+            "name": "AzureStandin",
+            "resourceManager": base,
+            "portal": base,
+            "gallery": base,
+            "graph": base,
+            "graphAudience": base,
+            "microsoftGraphResourceId": base,
+            "activeDirectoryDataLake": base,
+            "batch": base,
+            "media": base,
+            "sqlManagement": base,
+            "vmImageAliasDoc": base,
+            "authentication": {
+                "loginEndpoint": base,
+                "audiences": audiences,
+                "tenant": "common",
+                "identityProvider": "AAD",
+            },
+            "suffixes": {
+                "acrLoginServer": "127.0.0.1",
+                "keyvaultDns": "vault.standin.invalid",
+                "storage": "core.standin.invalid",
+                "sqlServerHostname": "database.standin.invalid",
+            },
+        }
+        exchange.send_json(200, [cloud] if api_version < "2019-10-01" else cloud)
 
 
 def _token_failure(error: TokenError, token: str) -> tuple[str, str]:

@@ -89,7 +89,8 @@ class Reply:
 class Backend:
     """HTTP to one registry base URL; keeps one connection per thread.
 
-    Only loopback URLs are accepted: the stand-in talks to nothing else.
+    Only loopback URLs are accepted: the stand-in talks to nothing else. ``headers``
+    go with every request (an import's pulls name themselves in ``User-Agent``).
     """
 
     def __init__(
@@ -98,6 +99,7 @@ class Backend:
         *,
         ssl_context: ssl.SSLContext | None = None,
         timeout: float = TIMEOUT_SECONDS,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         parts = urlsplit(base_url)
         if parts.hostname not in {"127.0.0.1", "localhost"} or parts.port is None:
@@ -112,6 +114,7 @@ class Backend:
         self.secure = parts.scheme == "https"
         self._ssl_context = ssl_context
         self._timeout = timeout
+        self._headers = dict(headers or {})
         self._local = threading.local()
 
     def request(
@@ -175,7 +178,7 @@ class Backend:
         headers: Mapping[str, str] | None,
         body: bytes | BinaryIO | None,
     ) -> http.client.HTTPResponse:
-        sent = {"Host": f"{self.host}:{self.port}", **(headers or {})}
+        sent = {"Host": f"{self.host}:{self.port}", **self._headers, **(headers or {})}
         if body is None and method in {"POST", "PUT", "PATCH"}:
             sent.setdefault("Content-Length", "0")
         connection.request(method, target, body=body, headers=sent)

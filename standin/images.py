@@ -150,13 +150,25 @@ def push_image(
     tag: str,
     image: Image,
 ) -> Digest:
-    """Pushes an image under a tag; returns the digest the registry answered.
+    """Pushes an image under a tag; returns the digest the registry answered."""
+    for blob in image.blobs:
+        _push_blob(session, registry_url, repository, blob)
+    return push_manifests(session, registry_url, repository, tag, image)
+
+
+def push_manifests(
+    session: requests.Session,
+    registry_url: str,
+    repository: str,
+    tag: str,
+    image: Image,
+) -> Digest:
+    """Pushes an image's manifests under a tag, its blobs being in the repository
+    already; returns the digest the registry answered.
 
     The manifests an index lists go in by digest first; the top manifest goes in
     by tag alone, which stores it under its digest too.
     """
-    for blob in image.blobs:
-        _push_blob(session, registry_url, repository, blob)
     for manifest in image.manifests[:-1]:
         _put_manifest(session, registry_url, repository, manifest.digest, manifest)
     answered = _put_manifest(session, registry_url, repository, tag, image.top)
@@ -170,6 +182,16 @@ def push_image(
             f"{repository}:{tag} resolves to {digest}, pushed {image.digest}"
         )
     return image.digest
+
+
+def annotated(image: Image, annotations: dict[str, str]) -> Image:
+    """The image with annotations on its top manifest: the same blobs and platform
+    manifests, another digest. Many images can share their blobs this way, as
+    images built on one base share its layers."""
+    document = json.loads(image.top.data)
+    document["annotations"] = {**document.get("annotations", {}), **annotations}
+    top = Content(image.top.media_type, _canonical_json(document))
+    return Image(blobs=image.blobs, manifests=(*image.manifests[:-1], top))
 
 
 def head_digest(

@@ -18,12 +18,16 @@ https with the configured server certificate. SIGTERM or SIGINT stops it cleanly
 The control API lives on the ARM port under ``/_standin/`` (no auth):
 
 - ``GET /_standin/stats``, ``POST /_standin/stats/reset`` (also refills Docker
-  Hub's pull allowance);
+  Hub's pull allowance); the public requests an import sent are also counted
+  apart under ``via_import`` (see ``standin.stats``);
 - ``GET /_standin/config``, ``POST /_standin/config`` with any of the tunables:
-  ``latency_ms`` (every request), ``import_duration_ms``,
-  ``max_concurrent_imports``, ``token_ttl_seconds``, ``poll_after_ms``,
-  ``dockerhub_pull_limit``; the configuration file may set their start values
-  under ``"tunables"``;
+  ``latency_ms`` (one round trip: every request waits it, and the first on a
+  connection waits one more for TCP's handshake and, over https, one more for
+  TLS 1.3's; an import's own pulls wait none, they happen within
+  ``import_duration_ms``), ``import_duration_ms`` (each import, once it has one
+  of the ``max_concurrent_imports`` slots), ``max_concurrent_imports``,
+  ``token_ttl_seconds``, ``poll_after_ms``, ``dockerhub_pull_limit``; the
+  configuration file may set their start values under ``"tunables"``;
 - ``GET``, ``POST``, ``DELETE /_standin/faults`` (schema in ``standin.faults``).
 """
 
@@ -55,7 +59,7 @@ from standin.copying import Backend, RegistryWriter
 from standin.faults import Fault, FaultBook, InvalidFaultRuleError, parse_rules
 from standin.identity import IdentityEndpoint, ManagedIdentity
 from standin.public import PublicFront
-from standin.stats import RequestLabel, Stats
+from standin.stats import IMPORT_USER_AGENT, RequestLabel, Stats
 from standin.tokens import TokenSigner
 
 logger = logging.getLogger(__name__)
@@ -223,6 +227,8 @@ class Exchange:
         self.headers = handler.headers
         self.body = body
         self.answered = False
+        # The first request on a connection waits for its handshakes too.
+        self.opens_connection = False
 
     def query_value(self, name: str) -> str | None:
         values = self.query.get(name)
@@ -350,6 +356,9 @@ class _Listener(ThreadingHTTPServer):
         self.dispatcher = dispatcher
         self.surface: Surface | None = None
         self.control: ControlApi | None = None
+        # Round trips before a new connection carries a request: TCP's handshake,
+        # and TLS 1.3's (RFC 8446, section 2: one round trip).
+        self.handshake_round_trips = 1 if tls is None else 2
         if tls is not None:
             # The handshake happens in the handler's thread, never in accept().
             self.socket = tls.wrap_socket(
@@ -383,6 +392,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
+        self._requests_served = 0
         if isinstance(self.connection, ssl.SSLSocket):
             self.connection.do_handshake()
 
@@ -409,6 +419,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     def _dispatch(self) -> None:
         exchange = Exchange(self, self._read_body())
+        exchange.opens_connection = self._requests_served == 0
+        self._requests_served += 1
         try:
             self.server.dispatcher.dispatch(self.server, exchange)
         except (BrokenPipeError, ConnectionResetError):
@@ -524,10 +536,18 @@ class Dispatcher:
             return
 
         label = surface.label(exchange)
-        self._stats.count(label)
+        via_import = exchange.header("User-Agent") == IMPORT_USER_AGENT
+        self._stats.count(label, via_import=via_import)
         fault = self._faults.take(label)
 
-        delay_ms = self._tunables.latency_ms + (fault.latency_ms if fault else 0)
+        # The network latency is the app's, between it and Azure or a registry; an
+        # import's own pulls happen inside Azure, within the import's duration. A
+        # new connection's handshakes cost round trips of their own.
+        round_trips = 1
+        if exchange.opens_connection:
+            round_trips += listener.handshake_round_trips
+        delay_ms = 0 if via_import else self._tunables.latency_ms * round_trips
+        delay_ms += fault.latency_ms if fault else 0
         if delay_ms > 0:
             time.sleep(delay_ms / 1000)
 

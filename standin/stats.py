@@ -5,6 +5,13 @@ is what fault rules match. Counts are kept per group: ``identity``, ``arm``,
 ``acr``, and one per public registry under ``public``. A request is counted
 whatever its answer, a 401 challenge included, because the number of round trips
 a client makes is itself a figure worth measuring.
+
+An ACR import pulls its source from the public registry as any client does, and
+the public registry counts those pulls (Docker Hub charges a manifest GET to the
+rate limit whoever sends it). They are counted under ``public`` with the rest and
+once more under ``via_import``, so a benchmark can tell the app's own requests
+from those its imports caused. The import's requests name themselves with
+``IMPORT_USER_AGENT``.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 PUBLIC_PREFIX = "public:"
+IMPORT_USER_AGENT = "acr-import (stand-in)"
 
 # Kinds listed up front so a snapshot always has the same shape.
 _KNOWN_KINDS: Mapping[str, tuple[str, ...]] = {
@@ -61,6 +69,7 @@ class Stats:
         self._public_registries = public_registries
         self._counts: dict[str, dict[str, int]] = {}
         self._public: dict[str, dict[str, int]] = {}
+        self._via_import: dict[str, dict[str, int]] = {}
         self._imports: dict[str, dict[str, Any]] = {}
         self._since = _now()
         self.reset()
@@ -76,17 +85,27 @@ class Stats:
                 host: dict.fromkeys(_KNOWN_KINDS["public"], 0)
                 for host in self._public_registries
             }
+            self._via_import = {
+                host: dict.fromkeys(_KNOWN_KINDS["public"], 0)
+                for host in self._public_registries
+            }
             self._imports = {}
             self._since = _now()
 
-    def count(self, label: RequestLabel) -> None:
+    def count(self, label: RequestLabel, *, via_import: bool = False) -> None:
+        """Counts one request; ``via_import`` when an ACR import sent it."""
         with self._lock:
             if label.group == "public":
                 host = label.surface.removeprefix(PUBLIC_PREFIX)
-                counts = self._public.setdefault(host, {})
+                tables = [self._public]
+                if via_import:
+                    tables.append(self._via_import)
+                for table in tables:
+                    counts = table.setdefault(host, {})
+                    counts[label.kind] = counts.get(label.kind, 0) + 1
             else:
                 counts = self._counts.setdefault(label.group, {})
-            counts[label.kind] = counts.get(label.kind, 0) + 1
+                counts[label.kind] = counts.get(label.kind, 0) + 1
 
     def import_started(self, operation_id: str, details: Mapping[str, Any]) -> None:
         """Records an import as ARM accepted it; ``details`` holds its request."""
@@ -128,6 +147,9 @@ class Stats:
                 "since": self._since,
                 **{group: dict(counts) for group, counts in self._counts.items()},
                 "public": {host: dict(counts) for host, counts in self._public.items()},
+                "via_import": {
+                    host: dict(counts) for host, counts in self._via_import.items()
+                },
                 "imports": [dict(record) for record in self._imports.values()],
             }
 

@@ -1,0 +1,1 @@
+"""Benchmarks of the app against the local stand-in: ``make bench``."""
