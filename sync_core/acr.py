@@ -10,6 +10,7 @@ the upstream tag moves while the import runs.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from azure.core.exceptions import (
@@ -56,18 +57,14 @@ class TargetRegistry:
             audience=settings.acr_audience,
         )
         self._http = HttpClient(f"https://{settings.login_server}", options)
-        self._client = DistributionClient(
+        self.client = DistributionClient(
             self._http, self._tokens, name=settings.login_server
         )
-
-    def authorize(self, repositories: list[str]) -> None:
-        """Gets pull tokens for the repositories a run will read, in few requests."""
-        self._client.authorize(repositories)
 
     def current_digest(self, target: TargetReference, digest: Digest) -> Digest | None:
         """What the target tag points at; for an untagged target, whether it exists."""
         reference = target.tag if target.tag is not None else digest
-        return self._client.manifest_digest(target.repository, reference)
+        return self.client.manifest_digest(target.repository, reference)
 
     def close(self) -> None:
         self._http.close()
@@ -101,10 +98,12 @@ class Importer:
         target: TargetReference,
         *,
         deadline: float,
+        accepted: Callable[[], None] | None = None,
     ) -> None:
         """Imports ``source@digest`` as the target, giving up at ``deadline``.
 
-        ``deadline`` is on the ``time.monotonic`` clock. Raises ImportFailedError,
+        ``deadline`` is on the ``time.monotonic`` clock; ``accepted`` is called once
+        ARM has accepted the import and it runs in ACR. Raises ImportFailedError,
         RateLimitedError when the source registry rate limited ACR, or FatalRunError
         when the identity may not import at all.
         """
@@ -121,6 +120,8 @@ class Importer:
                 parameters,
                 polling=polling,
             )
+            if accepted is not None:
+                accepted()
             poller.wait()
         except ImportTimedOutError:
             raise

@@ -12,7 +12,6 @@ import enum
 import logging
 import threading
 import time
-from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from sync_core.admission import Admission
 from sync_core.errors import SyncError, VerificationError
 from sync_core.imagelist import Entry
 from sync_core.plan import Plan, PlanAction, PlannedEntry, Reason
-from sync_core.reference import Digest
+from sync_core.reference import Digest, is_docker_hub
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +48,9 @@ class EntryResult:
     seconds: float
 
 
-# Imports ``entry`` at ``digest``, giving up at a deadline on the monotonic clock.
-ImportDigest = Callable[[Entry, Digest, float], None]
+# Imports ``entry`` at ``digest``, giving up at a deadline on the monotonic clock,
+# and calls the last argument once ARM has accepted the import.
+ImportDigest = Callable[[Entry, Digest, float, Callable[[], None]], None]
 ReadTarget = Callable[[Entry, Digest], Digest | None]
 
 T = TypeVar("T")
@@ -99,22 +99,25 @@ def plan_and_apply(
     planned at once, and each change goes to a separate pool of
     ``import_concurrency`` imports, the bound ACR takes. Each entry's plan is still
     decided, without side effects, before it is applied. The first import runs
-    alone: when the identity may not import at all, the run stops after that one
-    attempt instead of one attempt per worker. So does the first import from each
-    source registry: when that registry rate limits ACR, its other entries are held
-    back instead of all failing at once. Results come in list order.
+    alone until ARM accepts it: when the identity may not import at all, ARM
+    refuses at once and the run stops after that one attempt instead of one attempt
+    per worker. The first import from Docker Hub runs alone until it ends: when Docker
+    Hub rate limits ACR, its other entries are held back instead of all failing at
+    once. Results come in list order.
     """
     first = _FirstAlone()
-    first_from: defaultdict[str, _FirstAlone] = defaultdict(_FirstAlone)
-    first_from_lock = threading.Lock()
+    first_from_docker_hub = _FirstAlone()
 
     def first_alone(planned: PlannedEntry) -> EntryResult:
-        with first_from_lock:
-            registry_first = first_from[planned.entry.source.registry]
-        return first.run(
-            lambda: registry_first.run(
-                lambda: _apply_change(planned, import_digest, read_target, admission)
+        def work(accepted: Callable[[], None]) -> EntryResult:
+            return _apply_change(
+                planned, import_digest, read_target, admission, accepted
             )
+
+        if not is_docker_hub(planned.entry.source.registry):
+            return first.run(work)
+        return first.run(
+            lambda accepted: first_from_docker_hub.run(lambda _: work(accepted))
         )
 
     with (
@@ -137,23 +140,31 @@ def plan_and_apply(
 
 
 class _FirstAlone:
-    """Lets the first caller run alone; everyone else waits until it is done."""
+    """Lets the first caller go alone until it releases; everyone else then goes.
+
+    The first caller's work receives the release; it is released at the latest when
+    that work ends. Later callers' work receives a release that does nothing.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._claimed = False
-        self._done = threading.Event()
+        self._released = threading.Event()
 
-    def run(self, work: Callable[[], EntryResult]) -> EntryResult:
+    def run(self, work: Callable[[Callable[[], None]], EntryResult]) -> EntryResult:
         with self._lock:
             is_first, self._claimed = not self._claimed, True
         if not is_first:
-            self._done.wait()
-            return work()
+            self._released.wait()
+            return work(_nothing)
         try:
-            return work()
+            return work(self._released.set)
         finally:
-            self._done.set()
+            self._released.set()
+
+
+def _nothing() -> None:
+    """A release for callers that hold nothing."""
 
 
 def _apply_change(
@@ -161,6 +172,7 @@ def _apply_change(
     import_digest: ImportDigest,
     read_target: ReadTarget,
     admission: Admission,
+    accepted: Callable[[], None],
 ) -> EntryResult:
     started = time.monotonic()
     entry, digest = planned.entry, planned.source_digest
@@ -177,7 +189,7 @@ def _apply_change(
         return _result(planned, Outcome.DEFERRED, Reason.of_deferral(deferral), 0.0)
 
     try:
-        import_digest(entry, digest, admission.import_deadline())
+        import_digest(entry, digest, admission.import_deadline(), accepted)
         landed = read_target(entry, digest)
         if landed != digest:
             raise VerificationError(

@@ -90,25 +90,31 @@ class DistributionClient:
     def __init__(self, http: HttpClient, tokens: TokenSource, *, name: str) -> None:
         self._http = http
         self._tokens = tokens
-        self._name = name
+        self.name = name
         self._lock = threading.Lock()
+        # Held while the challenge is asked, so that concurrent callers ask once.
+        self._challenge_lock = threading.Lock()
         self._challenge: Challenge | None = None
         self._challenge_known = False
         self._cache: dict[str, Token] = {}
         # Docker Hub tells every answer how many pulls are left; None: not counted.
         self.pulls_remaining: int | None = None
 
-    def authorize(self, repositories: Iterable[str]) -> None:
-        """Asks for pull tokens for many repositories in as few requests as it can."""
-        challenge = self._learn_challenge()
-        if challenge is None:
-            return
+    def token_batches(self, repositories: Iterable[str]) -> list[list[str]]:
+        """The repositories still without a fresh token, in batches of one request."""
         now = time.time()
         with self._lock:
             missing = sorted({r for r in repositories if not self._fresh_token(r, now)})
-        for start in range(0, len(missing), _SCOPES_PER_TOKEN_REQUEST):
-            batch = missing[start : start + _SCOPES_PER_TOKEN_REQUEST]
-            self._store(batch, self._tokens.fetch(challenge, batch))
+        return [
+            missing[start : start + _SCOPES_PER_TOKEN_REQUEST]
+            for start in range(0, len(missing), _SCOPES_PER_TOKEN_REQUEST)
+        ]
+
+    def authorize(self, repositories: Sequence[str]) -> None:
+        """Asks for pull tokens for many repositories in one request."""
+        challenge = self.learn_challenge()
+        if challenge is not None:
+            self._store(repositories, self._tokens.fetch(challenge, repositories))
 
     def manifest_digest(self, repository: str, reference: str) -> Digest | None:
         """The digest a tag or digest resolves to, or None when there is none."""
@@ -116,12 +122,12 @@ class DistributionClient:
         if response.status_code == 404:
             return None
         if response.status_code != 200:
-            raise _unexpected(self._name, repository, reference, response)
+            raise _unexpected(self.name, repository, reference, response)
         digest = response.headers.get("Docker-Content-Digest", "")
         if not _DIGEST.match(digest):
             raise RegistryError(
                 f"a manifest answer must carry a Docker-Content-Digest header: "
-                f"{self._name}/{repository}:{reference} answered {digest!r}"
+                f"{self.name}/{repository}:{reference} answered {digest!r}"
             )
         return Digest(digest)
 
@@ -135,7 +141,7 @@ class DistributionClient:
         challenge = Challenge.parse(response.headers.get("WWW-Authenticate"))
         if challenge is None:
             raise RegistryError(
-                f"a 401 must carry a bearer challenge: {self._name}/{repository} "
+                f"a 401 must carry a bearer challenge: {self.name}/{repository} "
                 f"answered {response.headers.get('WWW-Authenticate')!r}"
             )
         with self._lock:
@@ -146,21 +152,23 @@ class DistributionClient:
         if response.status_code == 401:
             raise RegistryAccessDeniedError(
                 f"the registry refused pull access, so the repository does not exist "
-                f"or is private: {self._name}/{repository}"
+                f"or is private: {self.name}/{repository}"
             )
         return response
 
-    def _learn_challenge(self) -> Challenge | None:
-        with self._lock:
-            if self._challenge_known:
-                return self._challenge
-        response = self._send("GET", "/v2/", None)
-        challenge = Challenge.parse(response.headers.get("WWW-Authenticate"))
-        if response.status_code not in (200, 401):
-            raise _unexpected(self._name, "", "/v2/", response)
-        with self._lock:
-            self._challenge, self._challenge_known = challenge, True
-        return challenge
+    def learn_challenge(self) -> Challenge | None:
+        """The registry's bearer challenge, asked once with ``GET /v2/``."""
+        with self._challenge_lock:
+            with self._lock:
+                if self._challenge_known:
+                    return self._challenge
+            response = self._send("GET", "/v2/", None)
+            if response.status_code not in (200, 401):
+                raise _unexpected(self.name, "", "/v2/", response)
+            challenge = Challenge.parse(response.headers.get("WWW-Authenticate"))
+            with self._lock:
+                self._challenge, self._challenge_known = challenge, True
+            return challenge
 
     def _fresh_token(self, repository: str, now: float) -> Token | None:
         token = self._cache.get(repository)
@@ -179,7 +187,7 @@ class DistributionClient:
             response = self._http.send(HttpRequest(method, url, headers=headers))
         except AzureError as error:
             raise RegistryUnavailableError(
-                f"the registry could not be reached: {self._name} ({error.message})"
+                f"the registry could not be reached: {self.name} ({error.message})"
             ) from error
         remaining = parse_rate_limit(response.headers.get("ratelimit-remaining"))
         if remaining is not None:

@@ -11,10 +11,12 @@ import enum
 import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, ExitStack, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from azure.core.exceptions import AzureError
@@ -22,6 +24,7 @@ from azure.core.exceptions import AzureError
 from sync_core.acr import Importer, TargetRegistry
 from sync_core.admission import Admission
 from sync_core.apply import plan_and_apply
+from sync_core.distribution import DistributionClient
 from sync_core.errors import InvalidImageList, Reach, SyncError
 from sync_core.http import HttpOptions
 from sync_core.identity import build_credential
@@ -203,11 +206,11 @@ def _run(
         target = TargetRegistry(settings, credential, options)
         stack.callback(target.close)
         entries = image_list.entries
-        _authorize("source", lambda: sources.authorize(e.source for e in entries))
-        _authorize(
-            "target",
-            lambda: target.authorize(sorted({e.target.repository for e in entries})),
-        )
+        clients = [
+            *sources.clients_for(entry.source for entry in entries),
+            (target.client, sorted({entry.target.repository for entry in entries})),
+        ]
+        _authorize(clients, settings.read_concurrency)
 
         def read_target(entry: Entry, digest: Digest) -> Digest | None:
             return target.current_digest(entry.target, digest)
@@ -231,8 +234,14 @@ def _run(
         results = plan_and_apply(
             entries,
             plan_one=plan_one,
-            import_digest=lambda entry, digest, deadline: importer.import_digest(
-                entry.source, digest, entry.target, deadline=deadline
+            import_digest=lambda entry, digest, deadline, accepted: (
+                importer.import_digest(
+                    entry.source,
+                    digest,
+                    entry.target,
+                    deadline=deadline,
+                    accepted=accepted,
+                )
             ),
             read_target=read_target,
             admission=admission,
@@ -243,14 +252,38 @@ def _run(
         return clock.report(rows, SYNC_ACTIONS, settings, image_list, admission)
 
 
-def _authorize(side: str, action: Callable[[], None]) -> None:
-    """Gets tokens in bulk; when that fails, each entry asks for its own."""
-    try:
-        action()
-    except SyncError as error:
-        if error.reach is Reach.FATAL:
-            raise
-        log.warning("bulk token request failed side=%s reason=%s", side, error)
+def _authorize(
+    clients: Sequence[tuple[DistributionClient, Sequence[str]]], concurrency: int
+) -> None:
+    """Gets every registry's pull tokens up front, in few requests and in parallel.
+
+    First each registry's challenge, then the token requests, each covering many
+    repositories. A failure here only costs requests: each entry then asks for its
+    own token. A fatal one (the identity) stops the run.
+    """
+
+    def guarded(action: Callable[[], object], name: str) -> None:
+        try:
+            action()
+        except SyncError as error:
+            if error.reach is Reach.FATAL:
+                raise
+            log.warning("bulk token request failed registry=%s reason=%s", name, error)
+
+    with ThreadPoolExecutor(concurrency, thread_name_prefix="authorize") as pool:
+        learned = [
+            pool.submit(guarded, client.learn_challenge, client.name)
+            for client, _ in clients
+        ]
+        for future in learned:
+            future.result()
+        batches = [
+            pool.submit(guarded, partial(client.authorize, batch), client.name)
+            for client, repositories in clients
+            for batch in client.token_batches(repositories)
+        ]
+        for future in batches:
+            future.result()
 
 
 class _Clock:

@@ -36,14 +36,18 @@ class SourceRegistries:
         self._clients: dict[str, DistributionClient] = {}
         self._closers: list[HttpClient | RegistryTokenSource] = []
 
-    def authorize(self, sources: Iterable[ImageReference]) -> None:
-        """Asks each registry for tokens covering all of its repositories at once."""
+    def clients_for(
+        self, sources: Iterable[ImageReference]
+    ) -> list[tuple[DistributionClient, list[str]]]:
+        """Each registry's client with the repositories whose tags a run will read."""
         by_registry: dict[str, set[str]] = defaultdict(set)
         for source in sources:
             if source.digest is None:
                 by_registry[source.registry].add(source.repository)
-        for registry, repositories in sorted(by_registry.items()):
-            self._client(registry).authorize(sorted(repositories))
+        return [
+            (self._client(registry), sorted(repositories))
+            for registry, repositories in sorted(by_registry.items())
+        ]
 
     def resolve(self, source: ImageReference) -> Digest | None:
         """The digest the source names now: its pinned digest, or its tag's."""

@@ -137,6 +137,7 @@ class AcrTokenSource:
         self._credential = credential
         self._scope = audience.rstrip("/") + "/.default"
         self._lock = threading.Lock()
+        self._exchange_lock = threading.Lock()
         self._refresh: Token | None = None
 
     def fetch(self, challenge: Challenge, repositories: Sequence[str]) -> Token:
@@ -158,10 +159,15 @@ class AcrTokenSource:
         return Token(value=value, expires_at=_jwt_expiry(value, _DEFAULT_TOKEN_SECONDS))
 
     def _refresh_token(self, service: str) -> Token:
-        now = time.time()
-        with self._lock:
-            if self._refresh is not None and self._refresh.is_fresh(now):
-                return self._refresh
+        # One exchange at a time: concurrent token requests share its result.
+        with self._exchange_lock:
+            now = time.time()
+            with self._lock:
+                if self._refresh is not None and self._refresh.is_fresh(now):
+                    return self._refresh
+            return self._exchange(service, now)
+
+    def _exchange(self, service: str, now: float) -> Token:
         entra = get_entra_token(self._credential, self._scope)
         form = [
             ("grant_type", "access_token"),

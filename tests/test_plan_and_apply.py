@@ -23,6 +23,7 @@ from sync_core.report import (
     status_of,
 )
 
+Accepted = Callable[[], None]
 A = Digest("sha256:" + "a" * 64)
 B = Digest("sha256:" + "b" * 64)
 C = Digest("sha256:" + "c" * 64)
@@ -92,7 +93,9 @@ class FakeRegistries:
     def resolve_target(self, entry: Entry, digest: Digest) -> Digest | None:
         return self.acr.get(str(entry.target))
 
-    def import_digest(self, entry: Entry, digest: Digest, deadline: float) -> None:
+    def import_digest(
+        self, entry: Entry, digest: Digest, deadline: float, accepted: Accepted
+    ) -> None:
         with self.lock:
             self.imports.append((str(entry.target), digest))
         if str(entry.target) in self.fail_imports:
@@ -207,7 +210,7 @@ def test_an_import_the_target_does_not_show_is_reported_failed() -> None:
 
     results = apply_plan(
         plan,
-        import_digest=lambda entry, digest, deadline: None,
+        import_digest=lambda entry, digest, deadline, accepted: None,
         read_target=fake.resolve_target,
         admission=admission(),
         concurrency=1,
@@ -252,13 +255,15 @@ class TimedImports(FakeRegistries):
         self.running = 0
         self.most = 0
 
-    def import_digest(self, entry: Entry, digest: Digest, deadline: float) -> None:
+    def import_digest(
+        self, entry: Entry, digest: Digest, deadline: float, accepted: Accepted
+    ) -> None:
         with self.lock:
             self.running += 1
             self.most = max(self.most, self.running)
         started = time.monotonic()
         time.sleep(0.05)
-        super().import_digest(entry, digest, deadline)
+        super().import_digest(entry, digest, deadline, accepted)
         with self.lock:
             self.running -= 1
             self.spans.append((started, time.monotonic()))
@@ -289,7 +294,9 @@ def test_a_fatal_first_import_stops_every_other_import() -> None:
     fake = FakeRegistries(MANY_UPSTREAM, {})
     calls: list[Entry] = []
 
-    def refuse(entry: Entry, digest: Digest, deadline: float) -> None:
+    def refuse(
+        entry: Entry, digest: Digest, deadline: float, accepted: Accepted
+    ) -> None:
         calls.append(entry)
         raise FatalRunError(
             "the identity needs the importer role", reason="not-authorized"
@@ -329,3 +336,31 @@ def test_a_pinned_digest_the_source_lacks_fails_in_the_plan() -> None:
     assert reason is not None
     assert reason.code == "not-found"
     assert "pinned digest" in reason.message
+
+
+class AcceptingImports(TimedImports):
+    """Imports that ARM accepts at once and that then take their time in ACR."""
+
+    def import_digest(
+        self, entry: Entry, digest: Digest, deadline: float, accepted: Accepted
+    ) -> None:
+        accepted()
+        super().import_digest(entry, digest, deadline, accepted)
+
+
+def test_the_first_import_holds_the_others_only_until_arm_accepts_it() -> None:
+    fake = AcceptingImports()
+
+    results = plan_and_apply(
+        entries(MANY),
+        plan_one=planner(fake),
+        import_digest=fake.import_digest,
+        read_target=fake.resolve_target,
+        admission=admission(),
+        read_concurrency=4,
+        import_concurrency=4,
+    )
+
+    first_end = min(end for _, end in fake.spans)
+    assert {r.outcome for r in results} == {Outcome.IMPORTED}
+    assert sum(1 for start, _ in fake.spans if start < first_end) > 1
