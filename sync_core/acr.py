@@ -50,16 +50,21 @@ class TargetRegistry:
         self, settings: Settings, credential: TokenCredential, options: HttpOptions
     ) -> None:
         self.login_server = settings.login_server
+        self._http = HttpClient(f"https://{settings.login_server}", options)
         self._tokens = AcrTokenSource(
             options,
             login_server=settings.login_server,
             credential=credential,
             audience=settings.acr_audience,
+            shared=self._http,
         )
-        self._http = HttpClient(f"https://{settings.login_server}", options)
         self.client = DistributionClient(
             self._http, self._tokens, name=settings.login_server
         )
+
+    def prepare(self) -> None:
+        """Learns the registry's challenge and gets a refresh token, before reads."""
+        self._tokens.prepare(self.client.learn_challenge())
 
     def current_digest(self, target: TargetReference, digest: Digest) -> Digest | None:
         """What the target tag points at; for an untagged target, whether it exists."""

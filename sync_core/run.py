@@ -194,9 +194,6 @@ def _run(
         deadline=admission.deadline,
     )
     credential = build_credential(settings, environ)
-    # One token up front: a wrong identity stops the run with one clear error,
-    # before any entry is tried.
-    get_entra_token(credential, settings.arm_audience + "/.default")
 
     with ExitStack() as stack:
         sources = SourceRegistries(
@@ -205,12 +202,25 @@ def _run(
         stack.callback(sources.close)
         target = TargetRegistry(settings, credential, options)
         stack.callback(target.close)
-        entries = image_list.entries
+        # Entries from one registry are read one after another, so each worker
+        # keeps few connections open; the report keeps the list's order.
+        entries = sorted(image_list.entries, key=lambda entry: entry.source.registry)
         clients = [
             *sources.clients_for(entry.source for entry in entries),
             (target.client, sorted({entry.target.repository for entry in entries})),
         ]
-        _authorize(clients, settings.read_concurrency)
+        _authorize(
+            clients,
+            settings.read_concurrency,
+            # A wrong identity stops the run with one clear error, before any
+            # entry is tried.
+            first=[
+                lambda: get_entra_token(
+                    credential, settings.arm_audience + "/.default"
+                ),
+                target.prepare,
+            ],
+        )
 
         def read_target(entry: Entry, digest: Digest) -> Digest | None:
             return target.current_digest(entry.target, digest)
@@ -226,7 +236,7 @@ def _run(
 
         if request.mode is Mode.PLAN:
             plan = build_plan(entries, plan_one, settings.read_concurrency)
-            rows = rows_from_plan(plan)
+            rows = tuple(sorted(rows_from_plan(plan), key=lambda row: row.line))
             return clock.report(rows, PLAN_ACTIONS, settings, image_list, admission)
 
         importer = Importer(settings, credential, options)
@@ -248,18 +258,22 @@ def _run(
             read_concurrency=settings.read_concurrency,
             import_concurrency=settings.max_concurrency,
         )
-        rows = rows_from_results(results)
+        rows = tuple(sorted(rows_from_results(results), key=lambda row: row.line))
         return clock.report(rows, SYNC_ACTIONS, settings, image_list, admission)
 
 
 def _authorize(
-    clients: Sequence[tuple[DistributionClient, Sequence[str]]], concurrency: int
+    clients: Sequence[tuple[DistributionClient, Sequence[str]]],
+    concurrency: int,
+    *,
+    first: Sequence[Callable[[], object]],
 ) -> None:
     """Gets every registry's pull tokens up front, in few requests and in parallel.
 
-    First each registry's challenge, then the token requests, each covering many
-    repositories. A failure here only costs requests: each entry then asks for its
-    own token. A fatal one (the identity) stops the run.
+    First, together: each registry's challenge and the ``first`` steps (the
+    identity's tokens); then the token requests, each covering many repositories.
+    A failed token request only costs requests: each entry then asks for its own.
+    A fatal failure (the identity) stops the run.
     """
 
     def guarded(action: Callable[[], object], name: str) -> None:
@@ -271,11 +285,12 @@ def _authorize(
             log.warning("bulk token request failed registry=%s reason=%s", name, error)
 
     with ThreadPoolExecutor(concurrency, thread_name_prefix="authorize") as pool:
-        learned = [
+        started = [pool.submit(guarded, step, "identity") for step in first]
+        started += [
             pool.submit(guarded, client.learn_challenge, client.name)
             for client, _ in clients
         ]
-        for future in learned:
+        for future in started:
             future.result()
         batches = [
             pool.submit(guarded, partial(client.authorize, batch), client.name)

@@ -76,7 +76,7 @@ class SourceRegistries:
                 return client
             credentials = self._settings.dockerhub if is_docker_hub(registry) else None
             http = HttpClient(self._settings.registry_endpoint(registry), self._options)
-            tokens = RegistryTokenSource(self._options, credentials)
+            tokens = RegistryTokenSource(self._options, credentials, shared=http)
             client = DistributionClient(http, tokens, name=registry)
             self._clients[registry] = client
             self._closers += [http, tokens]

@@ -49,20 +49,27 @@ def pull_scopes(repositories: Sequence[str]) -> list[tuple[str, str]]:
 
 
 class _Realms:
-    """One HTTP client per token-service origin, made when first needed."""
+    """One HTTP client per token-service origin, made when first needed.
 
-    def __init__(self, options: HttpOptions) -> None:
+    A realm on the registry's own host (ACR's always is) shares the registry's
+    client and so its open connections.
+    """
+
+    def __init__(self, options: HttpOptions, shared: HttpClient | None) -> None:
         self._options = options
         self._lock = threading.Lock()
         self._clients: dict[str, HttpClient] = {}
+        self._owned: list[HttpClient] = []
+        if shared is not None:
+            self._clients[_origin(shared.base_url)] = shared
 
     def send(self, request: HttpRequest) -> HttpResponse:
-        parts = urlsplit(request.url)
-        origin = f"{parts.scheme}://{parts.netloc}"
+        origin = _origin(request.url)
         with self._lock:
             client = self._clients.get(origin)
             if client is None:
                 client = self._clients[origin] = HttpClient(origin, self._options)
+                self._owned.append(client)
         try:
             return client.send(request)
         except AzureError as error:
@@ -72,18 +79,28 @@ class _Realms:
 
     def close(self) -> None:
         with self._lock:
-            for client in self._clients.values():
+            for client in self._owned:
                 client.close()
+            self._owned.clear()
             self._clients.clear()
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 class RegistryTokenSource:
     """Tokens from a registry's realm, anonymous or with Docker Hub credentials."""
 
     def __init__(
-        self, options: HttpOptions, credentials: DockerHubCredentials | None = None
+        self,
+        options: HttpOptions,
+        credentials: DockerHubCredentials | None = None,
+        *,
+        shared: HttpClient | None = None,
     ) -> None:
-        self._realms = _Realms(options)
+        self._realms = _Realms(options, shared)
         self._credentials = credentials
 
     def fetch(self, challenge: Challenge, repositories: Sequence[str]) -> Token:
@@ -131,8 +148,9 @@ class AcrTokenSource:
         login_server: str,
         credential: TokenCredential,
         audience: str,
+        shared: HttpClient | None = None,
     ) -> None:
-        self._realms = _Realms(options)
+        self._realms = _Realms(options, shared)
         self._login_server = login_server
         self._credential = credential
         self._scope = audience.rstrip("/") + "/.default"
@@ -157,6 +175,11 @@ class AcrTokenSource:
                 f"an ACR token answer must carry access_token: {challenge.realm}"
             )
         return Token(value=value, expires_at=_jwt_expiry(value, _DEFAULT_TOKEN_SECONDS))
+
+    def prepare(self, challenge: Challenge | None) -> None:
+        """Trades the identity's token for a refresh token now, ahead of any read."""
+        service = (challenge.service if challenge else None) or self._login_server
+        self._refresh_token(service)
 
     def _refresh_token(self, service: str) -> Token:
         # One exchange at a time: concurrent token requests share its result.
