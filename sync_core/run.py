@@ -36,7 +36,7 @@ from sync_core.imagelist import (
     parse_image_list,
 )
 from sync_core.plan import PlannedEntry, build_plan, plan_entry
-from sync_core.reference import Digest
+from sync_core.reference import Digest, is_docker_hub
 from sync_core.report import (
     PLAN_ACTIONS,
     SYNC_ACTIONS,
@@ -202,9 +202,7 @@ def _run(
         stack.callback(sources.close)
         target = TargetRegistry(settings, credential, options)
         stack.callback(target.close)
-        # Entries from one registry are read one after another, so each worker
-        # keeps few connections open; the report keeps the list's order.
-        entries = sorted(image_list.entries, key=lambda entry: entry.source.registry)
+        entries = sorted(image_list.entries, key=_reading_order)
         clients = [
             *sources.clients_for(entry.source for entry in entries),
             (target.client, sorted({entry.target.repository for entry in entries})),
@@ -260,6 +258,13 @@ def _run(
         )
         rows = tuple(sorted(rows_from_results(results), key=lambda row: row.line))
         return clock.report(rows, SYNC_ACTIONS, settings, image_list, admission)
+
+
+def _reading_order(entry: Entry) -> tuple[bool, str]:
+    """Entries from one registry one after another, so each worker keeps few
+    connections open; Docker Hub's last, as its first import goes alone. The report
+    keeps the list's order."""
+    return is_docker_hub(entry.source.registry), entry.source.registry
 
 
 def _authorize(
