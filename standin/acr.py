@@ -24,7 +24,6 @@ start.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import threading
@@ -285,7 +284,7 @@ class AcrFront:
         elif path.startswith("/acr/v1/"):
             self._serve_acr_api(exchange)
         else:
-            self._send_errors(exchange, 404, "NOT_FOUND", f"no route for {path}")
+            exchange.send_registry_errors(404, "NOT_FOUND", f"no route for {path}")
 
     def send_status(
         self,
@@ -298,8 +297,8 @@ class AcrFront:
         default_code, default_message = _DEFAULT_ERRORS.get(
             status, ("UNAVAILABLE", "The service is unavailable.")
         )
-        self._send_errors(
-            exchange, status, code or default_code, message or default_message, headers
+        exchange.send_registry_errors(
+            status, code or default_code, message or default_message, headers
         )
 
     # OAuth2
@@ -308,16 +307,15 @@ class AcrFront:
         form = exchange.form()
         grant_type = _first(form, "grant_type")
         if grant_type not in {"access_token", "access_token_refresh_token"}:
-            self._send_errors(
-                exchange,
+            exchange.send_registry_errors(
                 400,
                 "UNSUPPORTED",
                 f"grant_type {grant_type!r} is not supported",
             )
             return
         if _first(form, "service") != self.login_server:
-            self._send_errors(
-                exchange, 400, "DENIED", f"service must be {self.login_server}"
+            exchange.send_registry_errors(
+                400, "DENIED", f"service must be {self.login_server}"
             )
             return
 
@@ -326,13 +324,12 @@ class AcrFront:
                 _first(form, "access_token") or "", audiences=AAD_AUDIENCES
             )
         except TokenError as error:
-            self._send_errors(
-                exchange, 401, "UNAUTHORIZED", f"invalid access token: {error}"
+            exchange.send_registry_errors(
+                401, "UNAUTHORIZED", f"invalid access token: {error}"
             )
             return
         if aad.get("tid") != self._tenant_id:
-            self._send_errors(
-                exchange,
+            exchange.send_registry_errors(
                 401,
                 "UNAUTHORIZED",
                 f"the token's tenant must be {self._tenant_id}",
@@ -362,8 +359,7 @@ class AcrFront:
             fields = exchange.query
             basic = exchange.basic_credentials()
             if basic is None or basic[0] != TOKEN_USER:
-                self._send_errors(
-                    exchange,
+                exchange.send_registry_errors(
                     401,
                     "UNAUTHORIZED",
                     f"authentication required: Basic auth as {TOKEN_USER} with a "
@@ -380,8 +376,7 @@ class AcrFront:
             elif grant_type == REFRESH_GRANT:
                 refresh_token = _first(fields, "refresh_token") or ""
             else:
-                self._send_errors(
-                    exchange,
+                exchange.send_registry_errors(
                     400,
                     "UNSUPPORTED",
                     f"grant_type {grant_type!r} is not supported",
@@ -389,8 +384,8 @@ class AcrFront:
                 return
 
         if _first(fields, "service") != self.login_server:
-            self._send_errors(
-                exchange, 400, "DENIED", f"service must be {self.login_server}"
+            exchange.send_registry_errors(
+                400, "DENIED", f"service must be {self.login_server}"
             )
             return
         try:
@@ -398,8 +393,8 @@ class AcrFront:
                 refresh_token, audiences={self.login_server}, grant_type=REFRESH_GRANT
             )
         except TokenError as error:
-            self._send_errors(
-                exchange, 401, "UNAUTHORIZED", f"invalid refresh token: {error}"
+            exchange.send_registry_errors(
+                401, "UNAUTHORIZED", f"invalid refresh token: {error}"
             )
             return
 
@@ -454,8 +449,7 @@ class AcrFront:
                 {"Type": access.type, "Name": access.name, "Action": action}
                 for action in access.actions
             ]
-        self._send_errors(
-            exchange,
+        exchange.send_registry_errors(
             401,
             "UNAUTHORIZED",
             "authentication required, visit https://aka.ms/acr/authorization for more "
@@ -470,15 +464,15 @@ class AcrFront:
     def _serve_v2(self, exchange: Exchange) -> None:
         match = _V2_ROUTE.match(exchange.path)
         if match is None:
-            self._send_errors(
-                exchange, 404, "NOT_FOUND", f"no route for {exchange.path}"
+            exchange.send_registry_errors(
+                404, "NOT_FOUND", f"no route for {exchange.path}"
             )
             return
         name = unquote(match["name"])
         actions = _actions_for(exchange.method, match["kind"], match["rest"])
         if actions is None:
-            self._send_errors(
-                exchange, 405, "UNSUPPORTED", "The operation is unsupported."
+            exchange.send_registry_errors(
+                405, "UNSUPPORTED", "The operation is unsupported."
             )
             return
         if self._authorize(exchange, _Need(Access(REPOSITORY, name, actions))) is None:
@@ -534,8 +528,8 @@ class AcrFront:
 
     def _serve_acr_api(self, exchange: Exchange) -> None:
         if exchange.method != "GET":
-            self._send_errors(
-                exchange, 405, "UNSUPPORTED", "The operation is unsupported."
+            exchange.send_registry_errors(
+                405, "UNSUPPORTED", "The operation is unsupported."
             )
             return
         if exchange.path.rstrip("/") == "/acr/v1/_catalog":
@@ -546,8 +540,8 @@ class AcrFront:
 
         match = _ACR_ROUTE.match(exchange.path)
         if match is None:
-            self._send_errors(
-                exchange, 404, "NOT_FOUND", f"no route for {exchange.path}"
+            exchange.send_registry_errors(
+                404, "NOT_FOUND", f"no route for {exchange.path}"
             )
             return
         name = unquote(match["name"])
@@ -557,8 +551,7 @@ class AcrFront:
 
         tags = self._store.tags(name)
         if tags is None:
-            self._send_errors(
-                exchange,
+            exchange.send_registry_errors(
                 404,
                 "NAME_UNKNOWN",
                 "repository name not known to registry",
@@ -627,8 +620,8 @@ class AcrFront:
     def _send_tag(self, exchange: Exchange, name: str, tag: str) -> None:
         manifest = self._store.resolve(name, tag)
         if manifest is None:
-            self._send_errors(
-                exchange, 404, "TAG_UNKNOWN", "the specified tag does not exist"
+            exchange.send_registry_errors(
+                404, "TAG_UNKNOWN", "the specified tag does not exist"
             )
             return
         exchange.send_json(
@@ -692,8 +685,7 @@ class AcrFront:
     ) -> None:
         manifest = self._store.resolve(name, reference)
         if manifest is None:
-            self._send_errors(
-                exchange,
+            exchange.send_registry_errors(
                 404,
                 "MANIFEST_UNKNOWN",
                 "manifest unknown",
@@ -769,24 +761,6 @@ class AcrFront:
         if config.get("os"):
             attributes["os"] = config["os"]
         return attributes
-
-    @staticmethod
-    def _send_errors(
-        exchange: Exchange,
-        status: int,
-        code: str,
-        message: str,
-        headers: Mapping[str, str] | None = None,
-        *,
-        detail: object = None,
-    ) -> None:
-        body = {"errors": [{"code": code, "message": message, "detail": detail}]}
-        exchange.send(
-            status,
-            json.dumps(body).encode(),
-            {**(headers or {}), "Docker-Distribution-Api-Version": "registry/2.0"},
-            content_type="application/json; charset=utf-8",
-        )
 
 
 def _actions_for(method: str, kind: str, rest: str) -> tuple[str, ...] | None:

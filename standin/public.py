@@ -20,7 +20,6 @@ It behaves as the public registries do towards an anonymous or logged-in client:
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 import re
 import threading
@@ -128,13 +127,13 @@ class PublicFront:
 
         match = _ROUTE.match(exchange.path)
         if match is None:
-            self._send_errors(
-                exchange, 404, "NOT_FOUND", f"no route for {exchange.path}"
+            exchange.send_registry_errors(
+                404, "NOT_FOUND", f"no route for {exchange.path}"
             )
             return
         if exchange.method not in {"GET", "HEAD"}:
-            self._send_errors(
-                exchange, 405, "UNSUPPORTED", "The operation is unsupported."
+            exchange.send_registry_errors(
+                405, "UNSUPPORTED", "The operation is unsupported."
             )
             return
 
@@ -165,8 +164,8 @@ class PublicFront:
         default_code, default_message = _DEFAULT_ERRORS.get(
             status, ("UNAVAILABLE", "service unavailable")
         )
-        self._send_errors(
-            exchange, status, code or default_code, message or default_message, headers
+        exchange.send_registry_errors(
+            status, code or default_code, message or default_message, headers
         )
 
     # Token service
@@ -262,8 +261,7 @@ class PublicFront:
             challenge += (
                 ',error="insufficient_scope"' if claims else ',error="invalid_token"'
             )
-        self._send_errors(
-            exchange,
+        exchange.send_registry_errors(
             401,
             "UNAUTHORIZED",
             "authentication required",
@@ -294,8 +292,7 @@ class PublicFront:
             "docker-ratelimit-source": account,
         }
         if exchange.method == "GET" and not counts:
-            self._send_errors(
-                exchange,
+            exchange.send_registry_errors(
                 429,
                 "TOOMANYREQUESTS",
                 "You have reached your unauthenticated pull rate limit.",
@@ -350,24 +347,6 @@ class PublicFront:
 
     def _backend_name(self, name: str) -> str:
         return f"/v2/{repository_path(f'{self.host}/{name}')}"
-
-    @staticmethod
-    def _send_errors(
-        exchange: Exchange,
-        status: int,
-        code: str,
-        message: str,
-        headers: Mapping[str, str] | None = None,
-        *,
-        detail: object = None,
-    ) -> None:
-        body = {"errors": [{"code": code, "message": message, "detail": detail}]}
-        exchange.send(
-            status,
-            json.dumps(body).encode(),
-            {**(headers or {}), "Docker-Distribution-Api-Version": "registry/2.0"},
-            content_type="application/json",
-        )
 
 
 _DEFAULT_ERRORS: Mapping[int, tuple[str, str]] = {

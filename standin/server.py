@@ -288,6 +288,23 @@ class Exchange:
         body = json.dumps(value, separators=(",", ":")).encode()
         self.send(status, body, headers, content_type="application/json; charset=utf-8")
 
+    def send_registry_errors(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        headers: Mapping[str, str] | None = None,
+        *,
+        detail: object = None,
+    ) -> None:
+        """Answers in the OCI distribution spec's error shape, as registries do."""
+        body = {"errors": [{"code": code, "message": message, "detail": detail}]}
+        self.send_json(
+            status,
+            body,
+            {**(headers or {}), "Docker-Distribution-Api-Version": "registry/2.0"},
+        )
+
     def send_stream(
         self, status: int, headers: Headers, stream: BinaryIO, length: int | None
     ) -> None:
