@@ -247,7 +247,16 @@ def _sync(
             run_id = str(reply.document["run_id"])
             status_url = client.status_url(reply, run_id)
             progress.write(f"run {run_id} queued; its report: {status_url}\n")
-            return poller.final_report(status_url, run_id)
+            report = poller.final_report(status_url, run_id)
+            holder = report.get("blocked_by")
+            if report.get("status") != "refused" or not holder:
+                return report
+            # Another run took the lock between the 202 and the queue: wait for
+            # it, as for a 409, then start again.
+            progress.write(f"run {holder} took the lock first; waiting for it\n")
+            holder_url = client.url(f"runs/{quote(str(holder), safe='')}")
+            poller.final_report(holder_url, str(holder))
+            continue
         if reply.status == 409 and isinstance(reply.document, dict):
             holder = str(reply.document["error"]["run_id"])
             progress.write(f"run {holder} is going; waiting for it to end first\n")

@@ -208,7 +208,9 @@ def path_of(url: str) -> str:
 # POST /api/sync: a run queued, carried out by the queue function, read back.
 
 
-def test_post_sync_answers_202_at_once_and_queues_the_run(app: App) -> None:
+def test_field_case_13_post_sync_answers_202_at_once_and_queues_the_run(
+    app: App,
+) -> None:
     app.standin.control.configure(import_duration_ms=5000)
     started = time.monotonic()
 

@@ -649,6 +649,33 @@ def test_the_client_waits_for_a_running_sync_then_starts_its_own(
     assert {key for _, _, key in server.seen} == {"the-key"}
 
 
+def test_the_client_starts_again_when_its_queued_run_lost_the_lock(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    first = {"run_id": "mine", "mode": "sync", "status": "queued"}
+    second = {"run_id": "again", "mode": "sync", "status": "queued"}
+    script = [
+        Canned("POST", "/api/sync", 202, first, {"Location": "/api/runs/mine"}),
+        Canned(
+            "GET",
+            "/api/runs/mine",
+            200,
+            report("mine", "refused", blocked_by="timer-run"),
+        ),
+        Canned("GET", "/api/runs/timer-run", 200, report("timer-run", "succeeded")),
+        Canned("POST", "/api/sync", 202, second, {"Location": "/api/runs/again"}),
+        Canned("GET", "/api/runs/again", 200, report("again", "succeeded")),
+    ]
+
+    with Scripted(script) as server:
+        code, out, err = run_client(["sync", "--app-url", server.url, *FAST], capsys)
+
+    assert code == 0, err
+    assert "run timer-run took the lock first; waiting for it" in err
+    assert out.strip().endswith("sync succeeded: 1 imported, 0 failed")
+    assert server.script == []
+
+
 @pytest.mark.parametrize(
     ("status", "code"),
     [("succeeded", 0), ("partial", 1), ("failed", 1), ("refused", 1)],

@@ -181,7 +181,7 @@ def test_an_invalid_list_imports_nothing_and_the_report_says_why(
     assert clean_standin.control.stats()["arm"]["import"] == 0
 
 
-def test_a_missing_upstream_tag_fails_its_entry_and_the_others_import(
+def test_field_case_2_a_missing_repository_is_not_found_or_private_and_others_import(
     clean_standin: Standin, app_env: Mapping[str, str], prefix: str
 ) -> None:
     text = (
@@ -195,10 +195,13 @@ def test_a_missing_upstream_tag_fails_its_entry_and_the_others_import(
     assert report.status is RunStatus.PARTIAL
     assert [row.action for row in report.entries] == ["imported", "failed", "failed"]
     assert "no such tag or digest" in (report.entries[1].reason or "")
+    assert report.entries[1].reason_code == "not-found"
     assert "does not exist or is private" in (report.entries[2].reason or "")
+    assert report.entries[2].reason_code == "not-found-or-private"
+    assert report.entries[2].reach == "permanent"
 
 
-def test_docker_hub_credentials_go_with_docker_hub_imports_only(
+def test_field_case_6_docker_hub_credentials_go_with_docker_hub_imports_only(
     clean_standin: Standin, monkeypatch: pytest.MonkeyPatch, prefix: str
 ) -> None:
     settings = clean_standin.app_settings(with_dockerhub_credentials=True)
