@@ -511,12 +511,7 @@ class AcrFront:
                 if (value := response.headers.get(name)) is not None
             ]
             headers.append(("Docker-Distribution-Api-Version", "registry/2.0"))
-            given = response.headers.get("Content-Length")
-            length = int(given) if given is not None else None
-            if exchange.method == "HEAD":
-                exchange.send(response.status, b"", headers)
-            else:
-                exchange.send_stream(response.status, headers, response, length)
+            exchange.relay(response.status, headers, response)
             return response.status
 
     def _front_location(self, location: str) -> str:

@@ -337,12 +337,7 @@ class PublicFront:
             ]
             headers.append(("Docker-Distribution-Api-Version", "registry/2.0"))
             headers += list((extra or {}).items())
-            given = response.headers.get("Content-Length")
-            length = int(given) if given is not None else None
-            if exchange.method == "HEAD":
-                exchange.send(response.status, b"", headers)
-            else:
-                exchange.send_stream(response.status, headers, response, length)
+            exchange.relay(response.status, headers, response)
             return response.status
 
     def _backend_name(self, name: str) -> str:

@@ -329,6 +329,16 @@ class Exchange:
             self._handler.wfile.write(chunk)
             remaining -= len(chunk)
 
+    def relay(self, status: int, headers: Headers, response: Any) -> None:
+        """Answers with a backend's response: its status, the given headers, and its
+        body streamed through (no body for a HEAD)."""
+        given = response.headers.get("Content-Length")
+        length = int(given) if given is not None else None
+        if self.method == "HEAD":
+            self.send(status, b"", headers)
+        else:
+            self.send_stream(status, headers, response, length)
+
     def drop(self) -> None:
         """Closes the connection without an answer."""
         self.answered = True
