@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from sync_core.apply import EntryResult, Outcome
-from sync_core.imagelist import Problem
+from sync_core.imagelist import Entry, Problem
 from sync_core.plan import Plan, PlanAction, Reason
 
 
@@ -83,42 +83,61 @@ class RunReport:
 
 
 def rows_from_results(results: Iterable[EntryResult]) -> tuple[ReportEntry, ...]:
-    return tuple(
-        ReportEntry(
-            line=result.entry.line,
-            source=str(result.entry.source),
-            target=str(result.entry.target),
-            digest=result.digest,
-            previous_digest=result.previous_digest,
-            action=result.outcome.value,
-            **_reason_fields(result.reason),
-            duration_seconds=round(result.seconds, 3),
+    """A sync's rows, in the list's order."""
+    return _in_list_order(
+        _row(
+            r.entry,
+            r.outcome,
+            digest=r.digest,
+            previous_digest=r.previous_digest,
+            reason=r.reason,
+            seconds=r.seconds,
         )
-        for result in results
+        for r in results
     )
 
 
 def rows_from_plan(plan: Plan) -> tuple[ReportEntry, ...]:
-    return tuple(
-        ReportEntry(
-            line=planned.entry.line,
-            source=str(planned.entry.source),
-            target=str(planned.entry.target),
-            digest=planned.source_digest,
-            previous_digest=planned.target_digest,
-            action=planned.action.value,
-            **_reason_fields(planned.reason),
-            duration_seconds=round(planned.seconds, 3),
+    """A plan's rows, in the list's order."""
+    return _in_list_order(
+        _row(
+            p.entry,
+            p.action,
+            digest=p.source_digest,
+            previous_digest=p.target_digest,
+            reason=p.reason,
+            seconds=p.seconds,
         )
-        for planned in plan.entries
+        for p in plan.entries
     )
 
 
-def _reason_fields(reason: Reason | None) -> dict[str, str | None]:
-    if reason is None:
-        return {"reason": None, "reason_code": None, "reach": None}
-    reach = reason.reach.value if reason.reach is not None else None
-    return {"reason": reason.message, "reason_code": reason.code, "reach": reach}
+def _row(
+    entry: Entry,
+    action: Outcome | PlanAction,
+    *,
+    digest: str | None,
+    previous_digest: str | None,
+    reason: Reason | None,
+    seconds: float,
+) -> ReportEntry:
+    reach = reason.reach.value if reason and reason.reach else None
+    return ReportEntry(
+        line=entry.line,
+        source=str(entry.source),
+        target=str(entry.target),
+        digest=digest,
+        previous_digest=previous_digest,
+        action=action.value,
+        reason=reason.message if reason else None,
+        reason_code=reason.code if reason else None,
+        reach=reach,
+        duration_seconds=round(seconds, 3),
+    )
+
+
+def _in_list_order(rows: Iterable[ReportEntry]) -> tuple[ReportEntry, ...]:
+    return tuple(sorted(rows, key=lambda row: row.line))
 
 
 def count_actions(

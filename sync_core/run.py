@@ -234,7 +234,7 @@ def _run(
 
         if request.mode is Mode.PLAN:
             plan = build_plan(entries, plan_one, settings.read_concurrency)
-            rows = tuple(sorted(rows_from_plan(plan), key=lambda row: row.line))
+            rows = rows_from_plan(plan)
             return clock.report(rows, PLAN_ACTIONS, settings, image_list, admission)
 
         importer = Importer(settings, credential, options)
@@ -256,7 +256,7 @@ def _run(
             read_concurrency=settings.read_concurrency,
             import_concurrency=settings.max_concurrency,
         )
-        rows = tuple(sorted(rows_from_results(results), key=lambda row: row.line))
+        rows = rows_from_results(results)
         return clock.report(rows, SYNC_ACTIONS, settings, image_list, admission)
 
 
