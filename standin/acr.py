@@ -303,6 +303,17 @@ class AcrFront:
 
     # OAuth2
 
+    def _refuse_other_service(
+        self, exchange: Exchange, form: Mapping[str, list[str]]
+    ) -> bool:
+        """Answers 400 when a token request names another registry's service."""
+        if _first(form, "service") == self.login_server:
+            return False
+        exchange.send_registry_errors(
+            400, "DENIED", f"service must be {self.login_server}"
+        )
+        return True
+
     def _exchange(self, exchange: Exchange) -> None:
         form = exchange.form()
         grant_type = _first(form, "grant_type")
@@ -313,10 +324,7 @@ class AcrFront:
                 f"grant_type {grant_type!r} is not supported",
             )
             return
-        if _first(form, "service") != self.login_server:
-            exchange.send_registry_errors(
-                400, "DENIED", f"service must be {self.login_server}"
-            )
+        if self._refuse_other_service(exchange, form):
             return
 
         try:
@@ -383,10 +391,7 @@ class AcrFront:
                 )
                 return
 
-        if _first(fields, "service") != self.login_server:
-            exchange.send_registry_errors(
-                400, "DENIED", f"service must be {self.login_server}"
-            )
+        if self._refuse_other_service(exchange, fields):
             return
         try:
             refresh = self._signer.verify(

@@ -68,14 +68,6 @@ class Plan:
 
     entries: tuple[PlannedEntry, ...]
 
-    def changes(self) -> tuple[PlannedEntry, ...]:
-        """The entries whose application imports something."""
-        return tuple(
-            planned
-            for planned in self.entries
-            if planned.action in (PlanAction.IMPORT, PlanAction.UPDATE)
-        )
-
 
 def decide(source_digest: Digest, target_digest: Digest | None) -> PlanAction:
     """Import when the target is missing, update when it differs, else nothing."""
